@@ -1,0 +1,91 @@
+"""The result record of interface.md section 3, and the evidence a pair is scored on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Label = Literal["likely_clone", "possible_clone", "unlikely"]
+Side = Literal["candidate", "query", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What says which side of a pair is older and more established."""
+
+    created_at: datetime | None = None
+    followers_count: int | None = None
+    verified: bool | None = None
+
+
+@dataclass(slots=True)
+class PairEvidence:
+    """Everything measured about one (query, candidate) pair, before it is scored.
+
+    Similarities are in [0, 1], or None where either side lacks the field. The extra facts
+    (bit counts, popularity, look-alike characters) make the features sharper and the reasons
+    quotable.
+    """
+
+    avatar: float | None = None
+    avatar_bits: int | None = None
+    avatar_popularity: int = 0
+    display_name: float | None = None
+    display_name_exact: bool = False
+    display_name_verbatim: bool = False
+    handle: float | None = None
+    handle_exact: bool = False
+    bio: float | None = None
+    bio_exact: bool = False
+    bio_popularity: int = 0
+    lookalikes: list[str] = field(default_factory=list)
+    query_context: Context = field(default_factory=Context)
+    candidate_context: Context = field(default_factory=Context)
+
+    def signals(self) -> dict[str, float | None]:
+        """The per-field similarities of the contract's `signals` object."""
+        return {
+            "avatar": _round(self.avatar),
+            "display_name": _round(self.display_name),
+            "handle": _round(self.handle),
+            "bio": _round(self.bio),
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+class Verdict(BaseModel):
+    """What the scoring model says of one pair."""
+
+    score: float = Field(ge=0.0, le=1.0)
+    label: Label
+    reasons: list[str]
+    likely_impersonator: Side
+
+
+class Match(BaseModel):
+    """One candidate account and why it looks like a copy of the query's identity."""
+
+    profile: dict[str, Any]
+    score: float = Field(ge=0.0, le=1.0)
+    label: Label
+    signals: dict[str, float | None]
+    reasons: list[str]
+    likely_impersonator: Side
+
+
+class QueryRef(BaseModel):
+    platform: str | None = None
+    handle: str | None = None
+
+
+class Result(BaseModel):
+    """The answer to one check: matches sorted by score, highest first."""
+
+    query: QueryRef
+    matches: list[Match]
