@@ -1,0 +1,1 @@
+"""Pure functions of one profile: avatar hashes, bio embeddings, name and handle keys."""

@@ -1,0 +1,114 @@
+"""Compare one profile with many: the per-field evidence a pair is scored on.
+
+Pure functions over `ProfileSide`s, which both a fresh query and a stored profile become, so a
+check, a scan and the training script measure pairs with exactly the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import indexers.text as text
+from indexers import avatar as avatar_hashing
+from indexers.bio import normalize_bio
+from models.result import Context, PairEvidence
+
+# Two bios this alike are one text with cosmetic edits; also the cut for "many share this bio".
+BIO_NEAR_IDENTICAL = 0.95
+
+
+@dataclass(slots=True)
+class ProfileSide:
+    """What comparison needs of one profile: normalized keys, hashes, vector and context."""
+
+    display_name: str | None = None
+    name_key: str = ""
+    handle_norm: str = ""
+    bio: str | None = None
+    avatar_hashes: np.ndarray | None = None  # (2, VIEWS, CODE_BYTES) uint8
+    bio_vector: np.ndarray | None = None  # (dim,) float32, L2-normalized
+    context: Context = field(default_factory=Context)
+
+
+@dataclass(frozen=True, slots=True)
+class Popularity:
+    """How many other indexed accounts share the query's avatar or bio (weak evidence if many)."""
+
+    avatar: int = 0
+    bio: int = 0
+
+
+def compare(
+    query: ProfileSide,
+    candidates: Sequence[ProfileSide],
+    *,
+    popularity: Popularity = Popularity(),  # noqa: B008 - frozen, immutable default
+) -> list[PairEvidence]:
+    """The evidence for each (query, candidate) pair, in candidate order."""
+    avatar_bits = _avatar_bits(query, candidates)
+    bio_scores = _bio_scores(query, candidates)
+    query_bio = normalize_bio(query.bio)
+    query_lookalikes = text.lookalikes(query.display_name or "")
+    evidence = []
+    for i, cand in enumerate(candidates):
+        bits = avatar_bits[i]
+        lookalikes = text.lookalikes(cand.display_name or "") or query_lookalikes
+        name_sim = (
+            text.name_similarity(query.name_key, cand.name_key)
+            if query.name_key and cand.name_key
+            else None
+        )
+        handle_sim = (
+            text.handle_similarity(query.handle_norm, cand.handle_norm)
+            if query.handle_norm and cand.handle_norm
+            else None
+        )
+        cand_bio = normalize_bio(cand.bio)
+        evidence.append(
+            PairEvidence(
+                avatar=None if bits is None else avatar_hashing.avatar_similarity(bits),
+                avatar_bits=bits,
+                avatar_popularity=popularity.avatar,
+                display_name=name_sim,
+                display_name_exact=bool(query.name_key) and query.name_key == cand.name_key,
+                display_name_verbatim=text.is_verbatim(query.display_name, cand.display_name),
+                handle=handle_sim,
+                handle_exact=bool(query.handle_norm) and query.handle_norm == cand.handle_norm,
+                bio=bio_scores[i],
+                bio_exact=bool(query_bio) and query_bio.casefold() == cand_bio.casefold(),
+                bio_popularity=popularity.bio,
+                lookalikes=lookalikes if name_sim is not None and name_sim >= 0.8 else [],
+                query_context=query.context,
+                candidate_context=cand.context,
+            )
+        )
+    return evidence
+
+
+def _avatar_bits(query: ProfileSide, candidates: Sequence[ProfileSide]) -> list[int | None]:
+    bits: list[int | None] = [None] * len(candidates)
+    if query.avatar_hashes is None:
+        return bits
+    present = [i for i, c in enumerate(candidates) if c.avatar_hashes is not None]
+    if present:
+        stacked = np.stack([candidates[i].avatar_hashes for i in present])  # type: ignore[misc]
+        distances = avatar_hashing.avatar_distances(query.avatar_hashes, stacked)
+        for row, i in enumerate(present):
+            bits[i] = int(distances[row])
+    return bits
+
+
+def _bio_scores(query: ProfileSide, candidates: Sequence[ProfileSide]) -> list[float | None]:
+    scores: list[float | None] = [None] * len(candidates)
+    if query.bio_vector is None:
+        return scores
+    present = [i for i, c in enumerate(candidates) if c.bio_vector is not None]
+    if present:
+        matrix = np.stack([candidates[i].bio_vector for i in present])  # type: ignore[misc]
+        cosines = matrix @ query.bio_vector
+        for row, i in enumerate(present):
+            scores[i] = float(np.clip(cosines[row], 0.0, 1.0))
+    return scores

@@ -1,0 +1,478 @@
+"""Names and handles: look-alike folding, decoration stripping, similarity and candidate keys.
+
+A clone copies a display name or handle with look-alike letters (Cyrillic `а`, `I` for `l`, `0`
+for `o`, `rn` for `m`) and decorations (badges, emoji, "official", "real", digits). Everything
+here turns such a copy into the same comparison key as the original, so candidates can be found
+by exact and n-gram keys and scored with rapidfuzz. The keys are for comparison only: they are
+never shown as names.
+
+The look-alike table is Unicode's UTS #39 `confusables.txt`, shipped as `data/confusables.json`
+(see `data/make_confusables.py` for its provenance); it is read once, on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rapidfuzz import fuzz
+
+from models.errors import ConfigurationError
+
+logger = logging.getLogger(__name__)
+
+_TABLE_PATH = Path(__file__).resolve().parent / "data" / "confusables.json"
+
+# Words a clone wraps around a copied display name; stripped only at the ends or in brackets.
+# "fan", "parody", "not" stay: they are the account's own disclosure, which scoring may weigh.
+_NAME_WORDS = frozenset(
+    {"official", "officiel", "oficial", "real", "backup", "account", "acc", "acct", "verified"}
+)
+# Words a clone glues to a copied handle. Segments ("jane_doe_official") match any of them at
+# either end; glued ones ("realjanedoe") only where such a word is usual, so that "william" does
+# not lose its "iam" nor "breathe" its "the".
+_HANDLE_WORDS = (
+    "thereal",
+    "official",
+    "account",
+    "backup",
+    "real",
+    "the",
+    "its",
+    "iam",
+    "not",
+    "acc",
+)
+_HANDLE_PREFIXES = ("thereal", "official", "real", "the", "its", "iam", "not")
+_HANDLE_SUFFIXES = ("official", "account", "backup", "real")
+# A glued word is cut only if this much of the handle is left, so "thereal" alone stays itself.
+_MIN_HANDLE_REST = 3
+_DIGITS = "0123456789"
+# Spaced-out letters ("D e b o r a", "王 小 明") are one word from this many on.
+_MIN_SPELLED_OUT = 3
+
+# Apostrophes are deleted rather than split on, so "O'Brien" and "OBrien" agree.
+_APOSTROPHES = frozenset("'`´‘’‛′׳״")
+_OPEN_BRACKETS = "([{<（［｛【「『〈《"
+_BRACKET_GROUP = re.compile(
+    r"[(\[{<（［｛【「『〈《]([^()\[\]{}<>（）［］｛｝【】「」『』〈〉《》]*)[)\]}>）］｝】」』〉》]"
+)
+# ASCII fast path of `_clean`: letters and digits stay, apostrophes go, the rest separates.
+_ASCII_SEPARATORS = bytes(cp for cp in range(128) if not chr(cp).isalnum())
+_ASCII_CLEAN = bytes.maketrans(_ASCII_SEPARATORS, b" " * len(_ASCII_SEPARATORS))
+_ASCII_DELETE = b"'`"
+
+_GRAM = 3
+_PAD_START = "\x02"
+_PAD_END = "\x03"
+_WHOLE = "\x01"
+
+
+class _CleanTable(dict[int, str | None]):
+    """`str.translate` table for `_clean`, filled per code point on first sight.
+
+    Classifying a character costs a `unicodedata` call; names reuse few characters, so each is
+    classified once per process.
+    """
+
+    def __init__(self, letterlike: dict[str, str], ignorable: frozenset[str]) -> None:
+        super().__init__()
+        self._letterlike = letterlike
+        self._ignorable = ignorable
+
+    def __missing__(self, cp: int) -> str | None:
+        action = self._classify(chr(cp))
+        self[cp] = action
+        return action
+
+    def _classify(self, ch: str) -> str | None:
+        if ch in self._ignorable:
+            # A variation selector or zero-width joiner would glue itself to a letter or digit.
+            return None
+        cat = unicodedata.category(ch)
+        if cat[0] in "LN" or cat in ("Mn", "Mc"):
+            return ch
+        if ch in _APOSTROPHES:
+            return None
+        if cat[0] == "S":
+            letter = _symbol_letter(ch, self._letterlike)
+            if letter:
+                return letter
+        if cat[0] in "PSZ":
+            return " "
+        # Other (controls, private use) and enclosing marks (keycaps) are dropped.
+        return None
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The UTS #39 data, prepared for fast lookups."""
+
+    fold: dict[str, str]  # prototype of each mapped character; "" for a default-ignorable one
+    mapped: frozenset[str]  # the keys of `fold`
+    clean: _CleanTable
+    unicode_version: str
+
+
+def _parse_hex(seq: str) -> str:
+    return "".join(chr(int(cp, 16)) for cp in seq.split())
+
+
+@functools.cache
+def _tables() -> _Tables:
+    """Load the look-alike table once; a missing or broken file is a broken install."""
+    try:
+        raw = json.loads(_TABLE_PATH.read_text(encoding="utf-8"))
+        mapping = {chr(int(src, 16)): _parse_hex(dst) for src, dst in raw["map"].items()}
+        ignorable: list[str] = []
+        for span in raw["default_ignorable"]:
+            lo, hi = (int(x, 16) for x in span.split(".."))
+            ignorable.extend(map(chr, range(lo, hi + 1)))
+        version = str(raw["unicode_version"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ConfigurationError(f"cannot read the look-alike table {_TABLE_PATH}: {exc}") from exc
+    fold = dict(mapping)
+    fold.update(dict.fromkeys(ignorable, ""))
+    # Symbols drawn as one letter ("⍺" for "a") are kept as that letter. Bars ("|" -> "l") and
+    # crosses ("×" -> "x") are not: in a display name they separate or decorate.
+    letterlike = {
+        src: dst
+        for src, dst in mapping.items()
+        if unicodedata.category(src).startswith("S") and len(dst) == 1 and dst.isascii()
+        if dst.isalpha() and dst not in "lIxX"
+    }
+    # Emoji letters ("🅹🅰🅽🅴") have no compatibility form nor a UTS #39 entry.
+    for first in (0x1F150, 0x1F170):
+        letterlike.update({chr(first + i): chr(ord("A") + i) for i in range(26)})
+    logger.debug("loaded %d look-alike mappings (Unicode %s)", len(mapping), version)
+    return _Tables(
+        fold=fold,
+        mapped=frozenset(fold),
+        clean=_CleanTable(letterlike, frozenset(ignorable)),
+        unicode_version=version,
+    )
+
+
+def _nfd(text: str) -> str:
+    return text if text.isascii() else unicodedata.normalize("NFD", text)
+
+
+def _map_prototypes(text: str, tables: _Tables) -> str:
+    # No prototype contains a mapped character, so replacements never cascade and their order
+    # does not matter; most characters of a name are unmapped, so this beats str.translate.
+    for ch in tables.mapped.intersection(text):
+        text = text.replace(ch, tables.fold[ch])
+    return text
+
+
+def _fold(text: str, *, caps_first: bool) -> str:
+    """UTS #39 skeleton then casefold, on text already in NFKC."""
+    tables = _tables()
+    if caps_first:
+        # In all-caps text "I" is a capital i, not a disguised "l": "LIAM" is "Liam".
+        text = text.casefold()
+    text = _nfd(_map_prototypes(_nfd(text), tables)).casefold()
+    # Casefolding can expose a mapped letter ("M" -> "m" -> "rn"); a second pass is stable.
+    return _nfd(_map_prototypes(text, tables))
+
+
+def _is_all_caps(text: str) -> bool:
+    return text.isupper()
+
+
+def skeleton(text: str) -> str:
+    """The look-alike-folded, casefolded comparison key of `text`.
+
+    NFKC, then the UTS #39 confusable skeleton (NFD, default-ignorables deleted, each character
+    mapped to its prototype, NFD), then casefold. Look-alikes are mapped before casefolding,
+    so a capital `I` posing as `l` folds to `l`; in text with no lower-case letter at all, `I`
+    is a capital i and the text is casefolded first, so "LIAM" and "Liam" agree.
+    """
+    if not text:
+        return ""
+    text = text if text.isascii() else unicodedata.normalize("NFKC", text)
+    return _fold(text, caps_first=_is_all_caps(text))
+
+
+def _clean(text: str) -> str:
+    """Letters, digits and marks kept; apostrophes deleted; symbols and punctuation to spaces."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_CLEAN, _ASCII_DELETE).decode("ascii")
+    return text.translate(_tables().clean)
+
+
+def _symbol_letter(ch: str, letterlike: dict[str, str]) -> str:
+    """The letter a symbol stands for ("🄰" -> "A"), or "" for a badge, emoji or "™"."""
+    compat = unicodedata.normalize("NFKC", ch)
+    if len(compat) == 1 and unicodedata.category(compat)[0] in "LN":
+        return compat
+    return letterlike.get(ch, "")
+
+
+def _compat_clean(text: str) -> str:
+    """`_clean` around NFKC: badges go before NFKC turns "™" into "TM", and NFKC can bring
+    new punctuation ("¼" -> "1⁄4")."""
+    if text.isascii():
+        return _clean(text)
+    return _clean(unicodedata.normalize("NFKC", _clean(text)))
+
+
+@functools.cache
+def _name_word_keys() -> tuple[frozenset[str], str]:
+    """The decoration words of display names, and "the", as `_fold` renders them."""
+    return frozenset(_fold(w, caps_first=False) for w in _NAME_WORDS), _fold(
+        "the", caps_first=False
+    )
+
+
+def _is_decoration(text: str) -> bool:
+    """True when bracketed text is nothing but decoration: "(official)", "[backup 2]"."""
+    words, the = _name_word_keys()
+    tokens = [t for t in _compat_clean(text).split() if not t.isdecimal()]
+    folded = " ".join(tokens)
+    return all(t in words or t == the for t in _fold(folded, caps_first=folded.isupper()).split())
+
+
+def _drop_decorated_brackets(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        return " " if _is_decoration(inner) else f" {inner} "
+
+    return _BRACKET_GROUP.sub(replace, text)
+
+
+def _strip_digit_ends(tokens: list[str]) -> list[str]:
+    """Digits at the ends, alone or glued ("Jane Doe 2", "Jane Doe2021"), before folding turns
+    "0" and "1" into letters."""
+    start, end = 0, len(tokens)
+    while start < end and tokens[start].isdecimal():
+        start += 1
+    while end > start and tokens[end - 1].isdecimal():
+        end -= 1
+    kept = tokens[start:end]
+    if kept:
+        kept[0] = kept[0].lstrip(_DIGITS) or kept[0]
+        kept[-1] = kept[-1].rstrip(_DIGITS) or kept[-1]
+    return kept
+
+
+def _join_spelled_out(tokens: list[str]) -> list[str]:
+    """Runs of three or more one-letter tokens joined: "D e b o r a" is "Debora"."""
+    out: list[str] = []
+    run: list[str] = []
+    for token in [*tokens, ""]:
+        if len(token) == 1:
+            run.append(token)
+            continue
+        if len(run) >= _MIN_SPELLED_OUT:
+            out.append("".join(run))
+        else:
+            out.extend(run)
+        run = []
+        if token:
+            out.append(token)
+    return out
+
+
+def _strip_name_words(tokens: list[str]) -> list[str]:
+    """Decoration words at the ends of folded tokens ("the real jane doe official")."""
+    words, the = _name_word_keys()
+    start, end = 0, len(tokens)
+    while start < end:
+        first, last = tokens[start], tokens[end - 1]
+        if first in words or first.isdecimal():
+            start += 1
+        elif first == the and end - start > 1 and tokens[start + 1] in words:
+            start += 2
+        elif last in words or last.isdecimal():
+            end -= 1
+        else:
+            break
+    return tokens[start:end]
+
+
+def normalize_name(display_name: str | None) -> str:
+    """The comparison key of a display name: look-alikes folded, decorations stripped.
+
+    Emoji, badges and other symbols go; "official", "real", "backup", "account" and digits are
+    stripped at the ends or where they stand alone in brackets ("Jane Doe (official)", "The Real
+    Jane Doe", "jane doe | backup account", "Jane Doe 2"); words such as "fan" or "parody" stay.
+    Letters of every script survive; spaced-out letters are joined ("D e b o r a"). Whitespace is
+    single spaces. "" for None or empty, or when
+    nothing but symbols was there; a name made only of decoration words is kept as it is.
+    """
+    if not display_name:
+        return ""
+    text = display_name
+    if any(ch in _OPEN_BRACKETS for ch in text):
+        text = _drop_decorated_brackets(text)
+    tokens = _compat_clean(text).split()
+    if not tokens:
+        return ""
+    joined = " ".join(_join_spelled_out(_strip_digit_ends(tokens) or tokens))
+    folded = _fold(joined, caps_first=_is_all_caps(joined)).split()
+    return " ".join(_strip_name_words(folded) or folded)
+
+
+@functools.cache
+def _handle_word_keys() -> tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]:
+    def key(word: str) -> str:
+        return _fold(word, caps_first=False)
+
+    return (
+        frozenset(key(w) for w in _HANDLE_WORDS),
+        tuple(key(w) for w in _HANDLE_PREFIXES),
+        tuple(key(w) for w in _HANDLE_SUFFIXES),
+    )
+
+
+def _strip_handle_words(segments: list[str]) -> list[str]:
+    """Decoration words and digits at the ends of folded handle segments."""
+    words, prefixes, suffixes = _handle_word_keys()
+    segs = list(segments)
+    while segs:
+        if len(segs) > 1 and (segs[0] in words or segs[0].isdecimal()):
+            segs.pop(0)
+            continue
+        if len(segs) > 1 and (segs[-1] in words or segs[-1].isdecimal()):
+            segs.pop()
+            continue
+        most = sum(map(len, segs)) - _MIN_HANDLE_REST  # the most one cut may take
+        digits = len(segs[-1]) - len(segs[-1].rstrip(_DIGITS))
+        if 0 < digits <= most:
+            # Digits exposed by a cut word: "janedoe99official".
+            segs[-1] = segs[-1][:-digits]
+            continue
+        prefix = next((p for p in prefixes if segs[0].startswith(p) and len(p) <= most), "")
+        if prefix:
+            segs[0] = segs[0][len(prefix) :]
+            segs = [seg for seg in segs if seg]
+            continue
+        suffix = next((x for x in suffixes if segs[-1].endswith(x) and len(x) <= most), "")
+        if suffix:
+            segs[-1] = segs[-1][: -len(suffix)]
+            segs = [seg for seg in segs if seg]
+            continue
+        break
+    return segs
+
+
+def normalize_handle(handle: str | None) -> str:
+    """The comparison key of a handle: look-alikes folded, decorations and separators gone.
+
+    A leading "@", the words "official", "real", "the", "thereal", "backup", "its", "iam",
+    "not" at the start or end ("realjanedoe", "janedoe_official", "jane.doe.backup"), and digits
+    and separators at the ends are stripped; inner separators are removed ("jane_doe" ->
+    "janedoe"). Digits at the ends go before look-alike folding, so "jane1" is "jane" while
+    "jane_d0e" is "janedoe". A handle made only of such parts is kept whole. "" for None or
+    empty.
+    """
+    if not handle:
+        return ""
+    segments = _compat_clean(handle.strip().lstrip("@＠")).split()
+    if not segments:
+        return ""
+    raw = _strip_digit_ends(segments) or segments
+    caps_first = _is_all_caps("".join(raw))
+    folded = [seg for seg in (_fold(seg, caps_first=caps_first) for seg in raw) if seg]
+    kept = _strip_handle_words(folded) or folded
+    return "".join("".join(kept).split())
+
+
+def name_similarity(a: str, b: str) -> float:
+    """Similarity in [0, 1] of two normalized display names; 0.0 when either is empty.
+
+    The best of the plain ratio, the token-sorted ratio (token order does not matter) and the
+    token-set ratio damped below 1.0, so a dropped middle name stays high ("jane doe" vs "jane
+    marie doe" is 0.9) while a shared first name alone is only partial evidence.
+    """
+    if not a or not b:
+        return 0.0
+    if a == b:
+        return 1.0
+    plain = fuzz.ratio(a, b)
+    sorted_tokens = fuzz.token_sort_ratio(a, b)
+    token_set = fuzz.token_set_ratio(a, b)
+    # A subset of one token ("jane" in "jane doe") says less than a subset of two.
+    damp = 0.9 if min(a.count(" "), b.count(" ")) >= 1 else 0.75
+    return min(1.0, max(plain, sorted_tokens, token_set * damp) / 100.0)
+
+
+def handle_similarity(a: str, b: str) -> float:
+    """Similarity in [0, 1] of two normalized handles (normalized Indel ratio); 0.0 if empty."""
+    if not a or not b:
+        return 0.0
+    return fuzz.ratio(a, b) / 100.0
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _key(text: str) -> int:
+    # _WHOLE marks whole strings, so the handle "abc" is not the inner 3-gram "abc".
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def candidate_keys(name_norm: str, handle_norm: str) -> np.ndarray:
+    """Sorted unique int64 keys of a profile for the name/handle inverted index.
+
+    Hashed character 3-grams of the name (spaces removed) and of the handle, padded at both
+    ends, plus a key for each whole string. Name and handle share one key space, so a clone
+    whose handle is the original's name ("Jane Doe" -> @janedoe) is found too. The hash is
+    blake2b, stable across processes and machines, so stored keys stay valid.
+    """
+    keys: set[int] = set()
+    for text in (name_norm.replace(" ", ""), handle_norm):
+        if not text:
+            continue
+        keys.add(_key(_WHOLE + text))
+        padded = f"{_PAD_START}{text}{_PAD_END}"
+        keys.update(map(_key, [padded[i : i + _GRAM] for i in range(len(padded) - _GRAM + 1)]))
+    return np.fromiter(sorted(keys), dtype=np.int64, count=len(keys))
+
+
+def _prototype(ch: str) -> str:
+    """What one character looks like: NFKC then the UTS #39 mapping, without casefolding."""
+    text = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", ch))
+    return unicodedata.normalize("NFC", _map_prototypes(text, _tables()))
+
+
+def lookalikes(text: str) -> list[str]:
+    """Readable notes on the disguised characters of `text`, for evidence.
+
+    One note per distinct non-ASCII character that looks like ASCII ("'а' (U+0430 CYRILLIC
+    SMALL LETTER A) looks like 'a'") or is invisible (a zero-width space), in order of first
+    appearance.
+    """
+    notes: list[str] = []
+    seen: set[str] = set()
+    for ch in text or "":
+        if ch.isascii() or ch in seen:
+            continue
+        seen.add(ch)
+        name = unicodedata.name(ch, "")
+        label = f"U+{ord(ch):04X} {name}".rstrip()
+        target = _prototype(ch)
+        if not target:
+            notes.append(f"{label} is invisible")
+        elif target.isascii() and target.isprintable() and not target.isspace():
+            notes.append(f"'{ch}' ({label}) looks like '{target}'")
+    return notes
+
+
+def is_verbatim(a: str | None, b: str | None) -> bool:
+    """True when two texts are identical after NFC and trimming, before any look-alike folding.
+
+    This tells "identical" from "identical after look-alike folding" in evidence; two missing or
+    blank texts are not called identical.
+    """
+    if a is None or b is None:
+        return False
+    left = unicodedata.normalize("NFC", a).strip()
+    return bool(left) and left == unicodedata.normalize("NFC", b).strip()
