@@ -1,0 +1,516 @@
+"""The store: the source of truth for profiles, avatar bytes and the change log.
+
+Indexes are derived from it: every write appends to `changes` in the same transaction, so an
+index that remembers the last `seq` it applied can replay the rest after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.util import CommandError
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Row, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from models.errors import ConfigurationError
+from models.profile import ProfileRecord, StoredProfile, identity_key
+from service.store.tables import avatars, changes, profiles
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+# pg_advisory_xact_lock key that serialises concurrent first starts on one database.
+_MIGRATION_LOCK_KEY = 0x636C6F6E
+# Execution option that makes an SQLite transaction take the write lock at BEGIN.
+_WRITE_OPTION = "clonefinder_write"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class AvatarBlob:
+    """An avatar's exact bytes, addressed by their SHA-256 (hex)."""
+
+    sha256: str
+    data: bytes
+    mime: str
+    width: int
+    height: int
+
+
+@dataclass
+class ProfileWrite:
+    """One validated record plus the features derived from it, ready to store."""
+
+    record: ProfileRecord
+    avatar: AvatarBlob | None
+    avatar_hashes: bytes | None
+    bio_vector: bytes | None
+    name_key: str
+    handle_norm: str
+
+
+@dataclass(frozen=True)
+class UpsertOutcome:
+    id: int
+    created: bool
+
+
+@dataclass(frozen=True)
+class ProfileRow:
+    """Everything stored for one profile, without image bytes."""
+
+    id: int
+    platform: str
+    handle: str
+    display_name: str | None
+    bio: str | None
+    external_id: str | None
+    created_at: datetime | None
+    followers_count: int | None
+    following_count: int | None
+    posts_count: int | None
+    verified: bool | None
+    location: str | None
+    url: str | None
+    profile_url: str | None
+    avatar_url: str | None
+    avatar_sha256: str | None
+    attributes: dict[str, Any]
+    avatar_hashes: bytes | None
+    bio_vector: bytes | None
+    name_key: str
+    handle_norm: str
+    ingested_at: datetime
+    updated_at: datetime
+
+    def to_stored(self) -> StoredProfile:
+        """The profile as the contract returns it (the platform's own id under `id`)."""
+        return StoredProfile(
+            platform=self.platform,
+            handle=self.handle,
+            display_name=self.display_name,
+            bio=self.bio,
+            id=self.external_id,
+            created_at=self.created_at,
+            followers_count=self.followers_count,
+            following_count=self.following_count,
+            posts_count=self.posts_count,
+            verified=self.verified,
+            location=self.location,
+            url=self.url,
+            profile_url=self.profile_url,
+            avatar_url=self.avatar_url,
+            avatar_sha256=self.avatar_sha256,
+            attributes=dict(self.attributes),
+            ingested_at=self.ingested_at,
+            updated_at=self.updated_at,
+        )
+
+
+@dataclass(frozen=True)
+class Change:
+    seq: int
+    profile_id: int
+    op: str
+
+
+_ROW_COLUMNS = [profiles.c[f.name] for f in fields(ProfileRow)]
+_BINARY_POSITIONS = [
+    i for i, f in enumerate(fields(ProfileRow)) if f.name in ("avatar_hashes", "bio_vector")
+]
+_ATTRIBUTES_POSITION = [f.name for f in fields(ProfileRow)].index("attributes")
+
+
+def _row(row: Row[Any]) -> ProfileRow:
+    """A ProfileRow from a row of `_ROW_COLUMNS` (positional: this runs for every candidate)."""
+    values = list(row)
+    for i in _BINARY_POSITIONS:
+        if values[i] is not None and type(values[i]) is not bytes:
+            values[i] = bytes(values[i])  # some drivers hand back memoryview
+    if values[_ATTRIBUTES_POSITION] is None:
+        values[_ATTRIBUTES_POSITION] = {}
+    return ProfileRow(*values)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+class Store:
+    """Profiles, avatars and the change log in SQLite (default) or PostgreSQL.
+
+    Thread-safe: each call checks a connection out of the engine's pool. Build it with
+    `Store.open(url)`, which creates and migrates the schema.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._write_engine = engine.execution_options(**{_WRITE_OPTION: True})
+        self._dialect = engine.dialect.name
+        # Bound-parameter ceilings: SQLite >= 3.32 allows 32,766 (older builds 999),
+        # PostgreSQL's protocol 65,535.
+        if self._dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 32):
+            self._in_chunk = 900
+        else:
+            self._in_chunk = 30_000
+        dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        ins = dialect_insert(profiles)
+        keep = {"id", "platform_key", "handle_key", "ingested_at"}
+        self._upsert_stmt = ins.on_conflict_do_update(
+            index_elements=[profiles.c.platform_key, profiles.c.handle_key],
+            set_={c.name: ins.excluded[c.name] for c in profiles.c if c.name not in keep},
+        ).returning(profiles.c.id, profiles.c.platform_key, profiles.c.handle_key)
+        self._avatar_stmt = dialect_insert(avatars).on_conflict_do_nothing(
+            index_elements=[avatars.c.sha256]
+        )
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect to `url`, create the SQLite folder if needed and migrate to the newest schema.
+
+        Raises ConfigurationError when the URL names an unsupported backend or the database
+        cannot be reached or migrated.
+        """
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise ConfigurationError(f"not a database URL: {url!r}") from exc
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")  # the driver we ship
+        shown = parsed.render_as_string(hide_password=True)
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            engine = _sqlite_engine(parsed)
+        elif backend == "postgresql":
+            engine = create_engine(parsed, pool_pre_ping=True, json_serializer=_json_dumps)
+        else:
+            raise ConfigurationError(
+                f"unsupported database {shown!r}: use sqlite:///PATH or postgresql+psycopg://..."
+            )
+        try:
+            _migrate(engine)
+        except (SQLAlchemyError, CommandError, OSError) as exc:
+            engine.dispose()
+            raise ConfigurationError(f"cannot open the store at {shown}: {exc}") from exc
+        logger.info("store open at %s", shown)
+        return cls(engine)
+
+    @property
+    def engine(self) -> Engine:
+        """The underlying engine, for other service tables that live in the same database."""
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._write_engine.begin() as conn:
+            yield conn
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def upsert(self, writes: Sequence[ProfileWrite]) -> list[UpsertOutcome]:
+        """Insert or fully replace each profile, in one transaction for the whole batch.
+
+        Identity is (platform, handle), case-insensitive; a replaced profile keeps its id and
+        `ingested_at`. Within a batch the last write of an identity wins and every write of it
+        gets the same id (only the first may be `created`). Avatars are stored if absent; one
+        that no profile uses any more after the replace is erased. Returns one outcome per
+        write, in order.
+        """
+        if not writes:
+            return []
+        now = _utcnow()
+        last: dict[tuple[str, str], int] = {}
+        for index, write in enumerate(writes):
+            last[write.record.key] = index
+        keys = sorted(last, key=last.__getitem__)
+        unique = [writes[last[key]] for key in keys]
+        blobs = {w.avatar.sha256: w.avatar for w in unique if w.avatar is not None}
+
+        with self._writing() as conn:
+            before = self._existing(conn, keys)
+            if blobs:
+                conn.execute(
+                    self._avatar_stmt,
+                    [
+                        {
+                            "sha256": blob.sha256,
+                            "data": blob.data,
+                            "mime": blob.mime,
+                            "width": blob.width,
+                            "height": blob.height,
+                            "byte_size": len(blob.data),
+                            "created_at": now,
+                        }
+                        for blob in blobs.values()
+                    ],
+                )
+            result = conn.execute(self._upsert_stmt, [_profile_values(w, now) for w in unique])
+            ids = {(r.platform_key, r.handle_key): r.id for r in result}
+            conn.execute(
+                insert(changes),
+                [{"profile_id": ids[key], "op": "upsert", "at": now} for key in keys],
+            )
+            replaced = {sha for _, sha in before.values() if sha is not None} - set(blobs)
+            if replaced:
+                self._drop_unused_avatars(conn, replaced)
+
+        outcomes = []
+        seen: set[tuple[str, str]] = set()
+        for write in writes:
+            key = write.record.key
+            outcomes.append(
+                UpsertOutcome(id=ids[key], created=key not in before and key not in seen)
+            )
+            seen.add(key)
+        return outcomes
+
+    def delete(self, platform: str, handle: str) -> int | None:
+        """Erase one profile and log it; its avatar goes too unless another profile uses it.
+
+        Returns the erased id, or None when no such profile exists (nothing is logged).
+        """
+        platform_key, handle_key = identity_key(platform, handle)
+        with self._writing() as conn:
+            row = conn.execute(
+                delete(profiles)
+                .where(profiles.c.platform_key == platform_key)
+                .where(profiles.c.handle_key == handle_key)
+                .returning(profiles.c.id, profiles.c.avatar_sha256)
+            ).first()
+            if row is None:
+                return None
+            conn.execute(insert(changes).values(profile_id=row.id, op="delete", at=_utcnow()))
+            if row.avatar_sha256 is not None:
+                self._drop_unused_avatars(conn, {row.avatar_sha256})
+        return int(row.id)
+
+    def _existing(
+        self, conn: Connection, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, str | None]]:
+        """Id and avatar of each key already stored, in one query per chunk of keys."""
+        wanted = set(keys)
+        found: dict[tuple[str, str], tuple[int, str | None]] = {}
+        for chunk in _chunks(keys, self._in_chunk // 2):
+            # Both columns filtered so the unique index serves the lookup; the cross product
+            # of the two IN lists is filtered exactly below.
+            stmt = select(
+                profiles.c.id, profiles.c.platform_key, profiles.c.handle_key,
+                profiles.c.avatar_sha256,
+            ).where(
+                profiles.c.platform_key.in_({p for p, _ in chunk}),
+                profiles.c.handle_key.in_({h for _, h in chunk}),
+            )  # fmt: skip
+            for row in conn.execute(stmt):
+                key = (row.platform_key, row.handle_key)
+                if key in wanted:
+                    found[key] = (row.id, row.avatar_sha256)
+        return found
+
+    def _drop_unused_avatars(self, conn: Connection, shas: Iterable[str]) -> None:
+        in_use = select(profiles.c.id).where(profiles.c.avatar_sha256 == avatars.c.sha256).exists()
+        conn.execute(delete(avatars).where(avatars.c.sha256.in_(sorted(shas)), ~in_use))
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def get(self, platform: str, handle: str) -> ProfileRow | None:
+        """The stored profile of this identity (compared case-insensitively), or None."""
+        platform_key, handle_key = identity_key(platform, handle)
+        stmt = select(*_ROW_COLUMNS).where(
+            profiles.c.platform_key == platform_key, profiles.c.handle_key == handle_key
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _row(row)
+
+    def get_many(self, ids: Sequence[int]) -> list[ProfileRow]:
+        """The profiles with these ids, in one query (per 30,000 ids); missing ids are skipped."""
+        wanted = sorted({int(i) for i in ids})
+        if not wanted:
+            return []
+        rows: list[ProfileRow] = []
+        with self._engine.connect() as conn:
+            for chunk in _chunks(wanted, self._in_chunk):
+                stmt = select(*_ROW_COLUMNS).where(profiles.c.id.in_(chunk))
+                rows.extend(_row(r) for r in conn.execute(stmt))
+        return rows
+
+    def avatar(self, sha256: str) -> AvatarBlob | None:
+        """The exact bytes stored under this digest, or None."""
+        stmt = select(
+            avatars.c.sha256, avatars.c.data, avatars.c.mime, avatars.c.width, avatars.c.height
+        ).where(avatars.c.sha256 == sha256)
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        return AvatarBlob(
+            sha256=row.sha256, data=bytes(row.data), mime=row.mime, width=row.width,
+            height=row.height,
+        )  # fmt: skip
+
+    def count(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(profiles)).scalar_one())
+
+    def last_change_seq(self) -> int:
+        """The newest change's seq, 0 when nothing was ever written."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.coalesce(func.max(changes.c.seq), 0))).scalar_one())
+
+    def changes_since(self, seq: int, *, limit: int = 10_000) -> list[Change]:
+        """Up to `limit` changes after `seq`, oldest first: what an index must replay."""
+        stmt = (
+            select(changes.c.seq, changes.c.profile_id, changes.c.op)
+            .where(changes.c.seq > seq)
+            .order_by(changes.c.seq)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            return [Change(seq=r.seq, profile_id=r.profile_id, op=r.op) for r in conn.execute(stmt)]
+
+    def iter_index_rows(self, *, batch_size: int = 5_000) -> Iterator[list[ProfileRow]]:
+        """Every profile, by id, in batches: the input for rebuilding the indexes.
+
+        Each batch is read in its own short transaction (keyset paging), so a long rebuild
+        neither holds a snapshot nor blocks SQLite's WAL checkpoints. A rebuild that wants an
+        exact state reads `last_change_seq()` first and replays `changes_since` after.
+        """
+        after = 0
+        while True:
+            stmt = (
+                select(*_ROW_COLUMNS)
+                .where(profiles.c.id > after)
+                .order_by(profiles.c.id)
+                .limit(batch_size)
+            )
+            with self._engine.connect() as conn:
+                batch = [_row(r) for r in conn.execute(stmt)]
+            if not batch:
+                return
+            yield batch
+            after = batch[-1].id
+
+
+def _profile_values(write: ProfileWrite, now: datetime) -> dict[str, Any]:
+    record = write.record
+    platform_key, handle_key = record.key
+    return {
+        "platform": record.platform,
+        "handle": record.handle,
+        "platform_key": platform_key,
+        "handle_key": handle_key,
+        "display_name": record.display_name,
+        "bio": record.bio,
+        "external_id": record.id,
+        "created_at": record.created_at,
+        "followers_count": record.followers_count,
+        "following_count": record.following_count,
+        "posts_count": record.posts_count,
+        "verified": record.verified,
+        "location": record.location,
+        "url": record.url,
+        "profile_url": record.profile_url,
+        "avatar_url": record.avatar_url,
+        "attributes": record.attributes,
+        "avatar_sha256": write.avatar.sha256 if write.avatar is not None else None,
+        "avatar_hashes": write.avatar_hashes,
+        "bio_vector": write.bio_vector,
+        "name_key": write.name_key,
+        "handle_norm": write.handle_norm,
+        "ingested_at": now,
+        "updated_at": now,
+    }
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    in_memory = database in ("", ":memory:") or "mode=memory" in database
+    if not in_memory and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        json_serializer=_json_dumps,
+        # One shared connection, or every checkout would see a different empty database.
+        **({"poolclass": StaticPool} if in_memory else {}),
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # The driver's own transaction handling skips BEGIN before DDL and SELECT; turn it off
+        # and let SQLAlchemy emit BEGIN (below), so every transaction is a real one.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # With WAL, NORMAL survives a killed process (not a power cut) and is much faster.
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A writer takes the lock up front: a deferred transaction that read first and then
+        # writes fails at once (no busy wait) when another writer committed in between.
+        if conn.get_execution_options().get(_WRITE_OPTION):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _migrate(engine: Engine) -> None:
+    """Upgrade the schema to head, in one transaction that concurrent first starts queue on."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
