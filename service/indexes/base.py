@@ -1,0 +1,76 @@
+"""The small interfaces every index backend implements.
+
+Indexes key on the store's integer primary key (int64), so no mapping table sits between a
+search hit and its profile. A distributed backend (Milvus) only has to implement these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Self, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+IdArray = npt.NDArray[np.int64]
+CodeArray = npt.NDArray[np.uint8]
+VectorArray = npt.NDArray[np.float32]
+
+
+@runtime_checkable
+class BinaryIndex(Protocol):
+    """Packed binary codes (avatar hashes) searched by Hamming distance.
+
+    An id may own several codes (an avatar hashed in several views); `remove` drops them all.
+    """
+
+    code_bytes: int
+
+    def add(self, ids: IdArray, codes: CodeArray) -> None:
+        """Add `codes` (n, code_bytes) uint8, `ids[i]` owning `codes[i]`."""
+        ...
+
+    def remove(self, ids: IdArray) -> int:
+        """Remove every code of `ids`; return how many codes were removed."""
+        ...
+
+    def search(self, codes: CodeArray, k: int) -> tuple[npt.NDArray[np.int32], IdArray]:
+        """Return (distances int32 (m, k), ids int64 (m, k)), nearest first, -1 ids when empty."""
+        ...
+
+    def __len__(self) -> int:
+        """Number of codes held."""
+        ...
+
+    def save(self, path: Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: Path) -> Self: ...
+
+
+@runtime_checkable
+class FloatIndex(Protocol):
+    """One L2-normalized float32 vector per id, searched by inner product (= cosine)."""
+
+    dim: int
+
+    def add(self, ids: IdArray, vectors: VectorArray) -> None:
+        """Add `vectors` (n, dim); an id already present is replaced."""
+        ...
+
+    def remove(self, ids: IdArray) -> int:
+        """Remove the vectors of `ids`; return how many were removed."""
+        ...
+
+    def search(self, vectors: VectorArray, k: int) -> tuple[npt.NDArray[np.float32], IdArray]:
+        """Return (scores float32 (m, k), ids int64 (m, k)), best first, -1 ids when empty."""
+        ...
+
+    def __len__(self) -> int:
+        """Number of vectors held."""
+        ...
+
+    def save(self, path: Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: Path) -> Self: ...

@@ -1,0 +1,445 @@
+"""Derived indexes: binary (avatar), float (bio), n-gram (names) and the saved index set."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+
+from models.errors import ConfigurationError
+from service.indexes import BinaryIndex, FloatIndex, IndexSet, NgramIndex, RWLock
+from service.indexes.faiss_backend import EMPTY_DISTANCE, FaissBinaryIndex, FaissFloatIndex
+from service.settings import Settings
+
+CODE_BYTES = 8
+DIM = 32
+
+
+def _unit(rng: np.random.Generator, n: int, d: int = DIM) -> np.ndarray:
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _flip_bits(code: np.ndarray, n_bits: int, rng: np.random.Generator) -> np.ndarray:
+    bits = np.unpackbits(code.copy())
+    bits[rng.choice(len(bits), size=n_bits, replace=False)] ^= 1
+    return np.packbits(bits)
+
+
+# -- binary ------------------------------------------------------------------------------
+
+
+def test_binary_index_satisfies_protocol() -> None:
+    assert isinstance(FaissBinaryIndex(CODE_BYTES), BinaryIndex)
+    assert isinstance(FaissFloatIndex(DIM), FloatIndex)
+
+
+def test_binary_search_gives_hamming_distance_and_best_view_per_id() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, size=(3, CODE_BYTES), dtype=np.uint8)
+    index = FaissBinaryIndex(CODE_BYTES)
+    # Profile 10 has two views (the image and a variant 5 bits away), 20 and 30 one each.
+    view = _flip_bits(base[0], 5, rng)
+    index.add(np.array([10, 10, 20, 30]), np.stack([base[0], view, base[1], base[2]]))
+    assert len(index) == 4
+    assert index.ntotal_ids == 3
+
+    query = _flip_bits(base[0], 3, rng)
+    distances, ids = index.search(query[None, :], 3)
+    assert ids.dtype == np.int64 and distances.dtype == np.int32
+    assert ids[0, 0] == 10
+    assert distances[0, 0] == 3  # the best of its two views, reported once
+    assert len(set(ids[0].tolist())) == 3
+    expected = [int(np.unpackbits(query ^ base[i]).sum()) for i in (1, 2)]
+    got = dict(zip(ids[0].tolist(), distances[0].tolist(), strict=True))
+    assert [got[20], got[30]] == expected
+
+
+def test_binary_many_views_do_not_crowd_out_other_ids() -> None:
+    rng = np.random.default_rng(2)
+    index = FaissBinaryIndex(CODE_BYTES)
+    near = rng.integers(0, 256, size=CODE_BYTES, dtype=np.uint8)
+    index.add(np.full(8, 1), np.stack([_flip_bits(near, i + 1, rng) for i in range(8)]))
+    index.add(np.array([2]), _flip_bits(near, 20, rng)[None, :])
+    index.add(np.array([3]), _flip_bits(near, 25, rng)[None, :])
+    _, ids = index.search(near[None, :], 3)
+    assert ids[0].tolist() == [1, 2, 3]
+
+
+def test_binary_remove_drops_every_code_of_the_id_and_pads_empty_slots() -> None:
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 256, size=(5, CODE_BYTES), dtype=np.uint8)
+    index = FaissBinaryIndex(CODE_BYTES)
+    index.add(np.array([1, 1, 1, 2, 2]), codes)
+    assert index.remove(np.array([1])) == 3
+    assert len(index) == 2
+    distances, ids = index.search(codes, 4)
+    assert set(ids[ids >= 0].tolist()) == {2}
+    assert (ids[:, 1:] == -1).all()
+    assert (distances[:, 1:] == EMPTY_DISTANCE).all()
+    assert index.remove(np.array([99])) == 0
+
+
+def test_binary_save_load_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 256, size=(6, CODE_BYTES), dtype=np.uint8)
+    index = FaissBinaryIndex(CODE_BYTES)
+    index.add(np.array([5, 5, 6, 7, 8, 9]), codes)
+    index.save(tmp_path / "a.index")
+    loaded = FaissBinaryIndex.load(tmp_path / "a.index")
+    assert loaded.code_bytes == CODE_BYTES
+    assert [a.tolist() for a in loaded.search(codes, 2)] == [
+        a.tolist() for a in index.search(codes, 2)
+    ]
+
+
+# -- float -------------------------------------------------------------------------------
+
+
+def test_float_add_replace_remove_search() -> None:
+    rng = np.random.default_rng(5)
+    x = _unit(rng, 3)
+    index = FaissFloatIndex(DIM)
+    index.add(np.array([1, 2, 3]), x)
+    scores, ids = index.search(x[:1], 1)
+    assert ids[0, 0] == 1 and scores[0, 0] == pytest.approx(1.0, abs=1e-3)
+
+    # Replacing id 1 with id 3's vector: one vector per id, the old one is gone.
+    index.add(np.array([1]), x[2:3])
+    assert len(index) == 3
+    scores, _ = index.search(x[:1], 3)
+    assert scores[0, 0] < 0.9  # nothing holds x[0] any more
+    _, ids = index.search(x[2:3], 2)
+    assert set(ids[0].tolist()) == {1, 3}
+
+    assert index.remove(np.array([3])) == 1
+    scores, ids = index.search(x[2:3], 3)
+    assert ids[0].tolist()[:2] == [1, 2] and ids[0, 2] == -1
+    assert scores[0, 2] == -np.inf
+
+
+def test_float_duplicate_ids_in_one_batch_keep_the_last() -> None:
+    rng = np.random.default_rng(6)
+    x = _unit(rng, 2)
+    index = FaissFloatIndex(DIM)
+    index.add(np.array([4, 4]), x)
+    assert len(index) == 1
+    scores, ids = index.search(x[1:], 1)
+    assert ids[0, 0] == 4 and scores[0, 0] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_float_recall_against_exact_search(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    x, q = _unit(rng, 2_000, 64), _unit(rng, 100, 64)
+    index = FaissFloatIndex(64)
+    index.add(np.arange(2_000, dtype=np.int64) + 1_000, x)
+    exact = faiss.IndexFlatIP(64)
+    exact.add(x)
+    _, got = index.search(q, 10)
+    _, want = exact.search(q, 10)
+    recall = np.mean([len(set(g - 1_000) & set(w)) / 10 for g, w in zip(got, want, strict=True)])
+    assert recall >= 0.97
+    index.save(tmp_path / "b.index")
+    _, again = FaissFloatIndex.load(tmp_path / "b.index").search(q, 10)
+    assert (again == got).all()
+
+
+# -- n-gram ------------------------------------------------------------------------------
+
+
+def _small_ngram(**options: int | float) -> NgramIndex:
+    params: dict[str, int | float] = {"bucket_bits": 12, "min_stop_postings": 100}
+    params.update(options)
+    return NgramIndex(**params)  # type: ignore[arg-type]
+
+
+def _ids(results: list[tuple[int, int]]) -> list[int]:
+    return [pid for pid, _ in results]
+
+
+def test_ngram_ranks_by_shared_keys_then_id() -> None:
+    index = _small_ngram()
+    index.add(1, np.array([1, 2, 3, 4]))
+    index.add(2, np.array([1, 2, 3]))
+    index.add(3, np.array([3, 4, 50]))
+    index.add(4, np.array([60]))
+    assert index.search(np.array([1, 2, 3, 4]), 10) == [(1, 4), (2, 3), (3, 2)]
+    assert index.search(np.array([1, 2, 3, 4]), 1) == [(1, 4)]
+    assert index.search(np.array([3]), 10) == [(1, 1), (2, 1), (3, 1)]
+    assert index.search(np.array([999]), 10) == []
+    assert len(index) == 4 and 4 in index and 5 not in index
+
+
+def _check_replace_and_remove(index: NgramIndex) -> None:
+    assert _ids(index.search(np.array([10, 11, 12]), 10)) == [2]  # 1 lost its old keys
+    assert index.search(np.array([30, 31]), 10) == [(1, 2)]
+    assert _ids(index.search(np.array([20, 21]), 10)) == []  # 3 is removed
+    assert len(index) == 2 and 3 not in index
+
+
+@pytest.mark.parametrize("stage", ["delta", "compacted", "saved"])
+def test_ngram_replaced_id_keeps_only_new_keys_and_removed_id_never_returns(
+    stage: str, tmp_path: Path
+) -> None:
+    index = _small_ngram()
+    index.add_many(np.array([1, 2, 3]), [np.array([10, 11, 12]), np.array([10, 11]), [20, 21]])
+    index.compact()  # 1 and 3 now live in the base, so replace/remove must tombstone them
+    index.add(1, np.array([30, 31]))
+    index.remove([3])
+    _check_replace_and_remove(index)
+    if stage in ("compacted", "saved"):
+        index.compact()
+        assert index.pending_changes == 0
+    if stage == "saved":
+        index.save(tmp_path / "names.npz")
+        index = NgramIndex.load(tmp_path / "names.npz")
+    _check_replace_and_remove(index)
+
+
+def test_ngram_replace_within_the_delta_and_bulk_replace() -> None:
+    index = _small_ngram(delta_limit=4)  # bulk path from a batch of 1
+    index.add(7, np.array([1, 2]))
+    index.add(7, np.array([3, 4]))  # replaced while still in the delta
+    assert index.search(np.array([1, 2]), 5) == []
+    # A big batch (bulk merge path) replacing a delta id and a base id, with a duplicate id.
+    index.add_many(np.array([8]), [np.array([5])])
+    index.add_many(
+        np.array([7, 8, 9, 9]), [np.array([6]), np.array([6]), np.array([1]), np.array([2, 6])]
+    )
+    assert index.search(np.array([6]), 5) == [(7, 1), (8, 1), (9, 1)]
+    assert index.search(np.array([1, 3, 4, 5]), 5) == []
+    assert len(index) == 3
+
+
+def test_ngram_compaction_is_triggered_by_growth_and_keeps_results() -> None:
+    index = _small_ngram(delta_limit=8)
+    for pid in range(40):
+        index.add(pid, np.array([1000 + pid, 5000 + pid % 4]))
+    assert index.pending_changes <= 8 + 1
+    assert index.search(np.array([1000 + 17, 5000 + 1]), 1) == [(17, 2)]
+    assert len(index) == 40
+
+
+def test_ngram_skips_stop_grams_but_still_finds_the_right_profile() -> None:
+    index = _small_ngram(min_stop_postings=10)
+    common = np.array([1, 2, 3])  # grams that almost every name has ("an", "el", ...)
+    ids = np.arange(1, 401)
+    keys = [np.concatenate([common, [10_000 + pid, 20_000 + pid]]) for pid in ids.tolist()]
+    index.add_many(ids, keys)
+    query = np.concatenate([common, [10_000 + 123, 20_000 + 123]])
+    results = index.search(query, 5)
+    assert results[0][0] == 123
+    # Only the query's rare grams were read: no profile is credited with the common ones.
+    assert results == [(123, 2)]
+    # A query made only of stop-grams still returns candidates.
+    assert len(index.search(common, 5)) == 5
+
+
+def test_ngram_negative_and_large_ids(tmp_path: Path) -> None:
+    index = _small_ngram()
+    big = 2**40
+    index.add(big, np.array([1, 2]))
+    index.add(-5, np.array([2, 3]))
+    assert index.search(np.array([1, 2, 3]), 5) == [(-5, 2), (big, 2)]
+    index.save(tmp_path / "n.npz")
+    assert NgramIndex.load(tmp_path / "n.npz").search(np.array([1, 2, 3]), 5) == [
+        (-5, 2),
+        (big, 2),
+    ]
+
+
+def test_ngram_save_does_not_change_the_live_index(tmp_path: Path) -> None:
+    index = _small_ngram()
+    index.add(1, np.array([1, 2]))
+    index.save(tmp_path / "n.npz")
+    assert index.pending_changes == 1
+    assert NgramIndex.load(tmp_path / "n.npz").search(np.array([1]), 3) == [(1, 1)]
+
+
+# -- index set ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data")
+
+
+def _create(settings: Settings) -> IndexSet:
+    return IndexSet.create(
+        settings=settings, embedding_model="mini", bio_dim=DIM, avatar_code_bytes=CODE_BYTES
+    )
+
+
+def _load(settings: Settings, **overrides: object) -> IndexSet | None:
+    params: dict[str, object] = {
+        "settings": settings,
+        "embedding_model": "mini",
+        "bio_dim": DIM,
+        "avatar_code_bytes": CODE_BYTES,
+    }
+    params.update(overrides)
+    return IndexSet.load(settings.index_dir, **params)  # type: ignore[arg-type]
+
+
+def _fill(index_set: IndexSet, ids: list[int], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    arr = np.asarray(ids, dtype=np.int64)
+    with index_set.writing():
+        index_set.avatar.add(arr, rng.integers(0, 256, size=(len(ids), CODE_BYTES), dtype=np.uint8))
+        index_set.bio.add(arr, _unit(rng, len(ids)))
+        for pid in ids:
+            index_set.names.add(pid, np.array([pid, 7]))
+        index_set.last_change_seq += len(ids)
+
+
+def test_index_set_round_trip(settings: Settings) -> None:
+    index_set = _create(settings)
+    _fill(index_set, [1, 2, 3], seed=1)
+    manifest = index_set.save(settings.index_dir)
+    assert manifest.profile_count == 3 and manifest.last_change_seq == 3
+
+    loaded = _load(settings)
+    assert loaded is not None
+    assert loaded.last_change_seq == 3 and loaded.profile_count == 3
+    assert len(loaded.avatar) == 3 and len(loaded.bio) == 3
+    with loaded.reading():
+        assert loaded.names.search(np.array([2, 7]), 1) == [(2, 2)]
+    # A second save replaces the first, leaving one version folder behind the link.
+    _fill(loaded, [4], seed=2)
+    loaded.save(settings.index_dir)
+    again = _load(settings)
+    assert again is not None and again.profile_count == 4
+    versions = [p for p in settings.index_dir.parent.iterdir() if p.name != "clonefinder.db"]
+    assert len(versions) == 2  # the link and its target
+
+
+def test_index_set_load_absent_or_mismatched_is_none(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert _load(settings) is None
+    _create(settings).save(settings.index_dir)
+    assert _load(settings) is not None
+    with caplog.at_level(logging.WARNING):
+        assert _load(settings, embedding_model="multilingual") is None
+    assert "embedding_model" in caplog.text
+    assert _load(settings, bio_dim=DIM * 2) is None
+    assert _load(settings, avatar_code_bytes=CODE_BYTES * 4) is None
+
+
+def test_index_set_corrupt_files_load_as_none(settings: Settings) -> None:
+    _create(settings).save(settings.index_dir)
+    (settings.index_dir / "names.npz").write_bytes(b"not an npz")
+    assert _load(settings) is None
+
+
+def test_crash_mid_save_leaves_previous_set_loadable(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index_set = _create(settings)
+    _fill(index_set, [1, 2], seed=3)
+    index_set.save(settings.index_dir)
+
+    _fill(index_set, [3], seed=4)
+
+    def fail(self: FaissFloatIndex, path: Path) -> None:
+        path.write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(FaissFloatIndex, "save", fail)
+    with pytest.raises(OSError, match="disk full"):
+        index_set.save(settings.index_dir)
+    monkeypatch.undo()
+
+    previous = _load(settings)
+    assert previous is not None and previous.profile_count == 2
+    assert previous.last_change_seq == 2
+    # The failed attempt left no half-written version behind.
+    assert sorted(p.name for p in settings.index_dir.parent.iterdir() if p.is_symlink()) == [
+        settings.index_dir.name
+    ]
+    assert len([p for p in settings.index_dir.parent.iterdir() if not p.is_symlink()]) == 1
+
+
+def test_unknown_backend_is_a_configuration_error(settings: Settings) -> None:
+    settings_milvus = settings.model_copy(update={"vector_backend": "milvus"})
+    with pytest.raises(ConfigurationError, match="milvus"):
+        _create(settings_milvus)
+
+
+def test_concurrent_searches_while_writing_never_see_removed_ids(settings: Settings) -> None:
+    index_set = _create(settings)
+    _fill(index_set, list(range(1, 201)), seed=5)
+    rng = np.random.default_rng(6)
+    queries = _unit(rng, 8)
+    removed: set[int] = set()
+    removed_lock = threading.Lock()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                with removed_lock:
+                    gone = set(removed)  # removals that had returned before this search
+                with index_set.reading():
+                    _, bio_ids = index_set.bio.search(queries, 20)
+                    names = index_set.names.search(np.array([7]), 300)
+                seen = set(bio_ids.ravel().tolist()) | {pid for pid, _ in names}
+                if seen & gone:
+                    raise AssertionError(f"removed ids came back: {sorted(seen & gone)}")
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for pid in range(1, 151):
+            with index_set.writing():
+                index_set.bio.remove(np.array([pid]))
+                index_set.names.remove([pid])
+                index_set.avatar.remove(np.array([pid]))
+            with removed_lock:
+                removed.add(pid)
+            _fill(index_set, [1000 + pid], seed=pid)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert len(index_set.bio) == 200 and index_set.profile_count == 200
+
+
+def test_rwlock_writer_excludes_readers() -> None:
+    lock = RWLock()
+    inside: list[str] = []
+    with lock.reading(), lock.reading():
+        inside.append("two readers at once")
+    entered = threading.Event()
+    release = threading.Event()
+
+    def writer() -> None:
+        with lock.writing():
+            entered.set()
+            release.wait()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    entered.wait()
+    got_in = threading.Event()
+
+    def reader() -> None:
+        with lock.reading():
+            got_in.set()
+
+    r = threading.Thread(target=reader)
+    r.start()
+    assert not got_in.wait(0.05)  # blocked while the writer holds the lock
+    release.set()
+    t.join()
+    r.join()
+    assert got_in.is_set() and inside
