@@ -1,0 +1,1 @@
+"""The clonefinder service: store, indexes, matcher, HTTP API and command line."""

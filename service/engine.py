@@ -1,0 +1,428 @@
+"""The engine: the one object the API, the command line and the benchmarks talk to.
+
+It owns the heavy parts, built once at start (store, embedding model, indexes, scoring model),
+and keeps the indexes a faithful copy of the store: every write goes to the database first (the
+acknowledgement), and the indexes then follow the store's change log. The same catch-up runs at
+start, so a process killed mid-ingest loses nothing it acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from indexers import avatar as avatar_hashing
+from indexers import text
+from indexers.bio import BioEmbedder
+from indexers.compare import ProfileSide
+from models.errors import CloneFinderError, InvalidRecordError, NotFoundError
+from models.profile import ProfileQuery, ProfileRecord, StoredProfile, parse_query, parse_record
+from models.result import QueryRef, Result
+from models.scoring import ScoringModel
+from service.avatar_source import AvatarSource
+from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row
+from service.indexes import IndexSet
+from service.matcher import Matcher
+from service.settings import Settings
+from service.store import ProfileRow, ProfileWrite, Store
+
+logger = logging.getLogger(__name__)
+
+INGEST_BATCH = 256
+DEMO_DIR = Path(__file__).with_name("demo")
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """What became of one input record."""
+
+    where: str
+    status: Literal["created", "updated", "rejected"]
+    platform: str | None
+    handle: str | None
+    error: dict[str, Any] | None = None
+
+
+@dataclass
+class IngestReport:
+    outcomes: list[RecordOutcome] = field(default_factory=list)
+
+    def _count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+    @property
+    def created(self) -> int:
+        return self._count("created")
+
+    @property
+    def updated(self) -> int:
+        return self._count("updated")
+
+    @property
+    def rejected(self) -> int:
+        return self._count("rejected")
+
+
+@dataclass
+class _Prepared:
+    position: int
+    where: str
+    record: ProfileRecord
+    avatar: Avatar | None
+
+
+class Engine:
+    """Ingest, check, scan, fetch and erase profiles; built once with `Engine.open(settings)`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store,
+        embedder: BioEmbedder,
+        scorer: ScoringModel,
+        indexes: IndexSet,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.scorer = scorer
+        self.indexes = indexes
+        self.matcher = Matcher(store, indexes, scorer)
+        self.avatars = AvatarReader(
+            AvatarSource(
+                max_bytes=settings.max_image_bytes,
+                timeout_s=settings.avatar_fetch_timeout_s,
+                allow_private=settings.avatar_fetch_allow_private,
+            ),
+            max_bytes=settings.max_image_bytes,
+            max_pixels=settings.max_image_pixels,
+        )
+        # Writes are serialised so the indexes apply the change log in order; checks never wait
+        # on this lock, only (briefly) on the indexes' own write lock.
+        self._write_lock = threading.Lock()
+        self._unsaved_changes = 0
+
+    @classmethod
+    def open(cls, settings: Settings, *, embedder: BioEmbedder | None = None) -> Engine:
+        """Open the store, load the model and the saved indexes (rebuilt when stale or absent).
+
+        `embedder` lets one process that opens several stores (tests, training) load the
+        model once.
+        """
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store.open(settings.resolved_database_url)
+        embedder = embedder or BioEmbedder(
+            settings.embedding_model, batch_size=settings.embedding_batch_size
+        )
+        scorer = ScoringModel.load()
+        expected = {
+            "settings": settings,
+            "embedding_model": embedder.name,
+            "bio_dim": embedder.dim,
+            "avatar_code_bytes": avatar_hashing.CODE_BYTES,
+        }
+        indexes = IndexSet.load(settings.index_dir, **expected)  # type: ignore[arg-type]
+        engine = cls(
+            settings,
+            store=store,
+            embedder=embedder,
+            scorer=scorer,
+            indexes=indexes or IndexSet.create(**expected),  # type: ignore[arg-type]
+        )
+        if indexes is None or indexes.last_change_seq > store.last_change_seq():
+            # Absent, or saved from another (or a restored older) database: rebuild from truth.
+            engine.reindex()
+        else:
+            with engine._write_lock:
+                engine._catch_up()
+        return engine
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._unsaved_changes:
+                self._save_indexes()
+        self.store.close()
+
+    @property
+    def possible_clone_threshold(self) -> float:
+        return self.scorer.thresholds.possible_clone
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        items: Iterable[tuple[str, Any]],
+        *,
+        base_dir: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> IngestReport:
+        """Upsert every good record; each bad one is rejected alone, naming where and why."""
+        report = IngestReport()
+        iterator = iter(items)
+        while batch := list(islice(iterator, INGEST_BATCH)):
+            report.outcomes.extend(self._ingest_batch(batch, base_dir=base_dir))
+            if progress is not None:
+                progress(len(report.outcomes))
+        return report
+
+    def _ingest_batch(
+        self, batch: list[tuple[str, Any]], *, base_dir: Path | None
+    ) -> list[RecordOutcome]:
+        outcomes: list[RecordOutcome | None] = [None] * len(batch)
+        prepared: list[_Prepared] = []
+        for position, (where, raw) in enumerate(batch):
+            try:
+                if isinstance(raw, BaseException):
+                    raise raw
+                record = parse_record(raw, where=where)
+                avatar = self.avatars.read(record, base_dir=base_dir)
+            except CloneFinderError as exc:
+                outcomes[position] = _rejected(where, raw, exc)
+                continue
+            prepared.append(_Prepared(position, where, record, avatar))
+        if prepared:
+            vectors = self.embedder.embed_bios([p.record.bio for p in prepared])
+            writes = []
+            for p, vector in zip(prepared, vectors, strict=True):
+                name_key, handle_norm = name_keys(p.record.display_name, p.record.handle)
+                writes.append(
+                    ProfileWrite(
+                        record=p.record,
+                        avatar=p.avatar.blob if p.avatar else None,
+                        avatar_hashes=p.avatar.hashes.tobytes() if p.avatar else None,
+                        bio_vector=None if vector is None else vector.tobytes(),
+                        name_key=name_key,
+                        handle_norm=handle_norm,
+                    )
+                )
+            with self._write_lock:
+                upserted = self.store.upsert(writes)
+                self._catch_up()
+            for p, outcome in zip(prepared, upserted, strict=True):
+                outcomes[p.position] = RecordOutcome(
+                    where=p.where,
+                    status="created" if outcome.created else "updated",
+                    platform=p.record.platform,
+                    handle=p.record.handle,
+                )
+        return [o for o in outcomes if o is not None]
+
+    def delete_profile(self, platform: str, handle: str) -> None:
+        """Erase a profile from the store and from every index."""
+        with self._write_lock:
+            if self.store.delete(platform, handle) is None:
+                raise NotFoundError(f"no profile {platform}/{handle}")
+            self._catch_up()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get_profile(self, platform: str, handle: str) -> StoredProfile:
+        row = self.store.get(platform, handle)
+        if row is None:
+            raise NotFoundError(f"no profile {platform}/{handle}")
+        return row.to_stored()
+
+    def check(
+        self,
+        raw: Any,
+        *,
+        top_k: int = 10,
+        min_score: float | None = None,
+        base_dir: Path | None = None,
+    ) -> Result:
+        """The likely impersonators of one identity, best first."""
+        query = raw if isinstance(raw, ProfileQuery) else parse_query(raw)
+        side, own = self._query_side(query, base_dir=base_dir)
+        matches = self.matcher.match(
+            side,
+            query_key=query.key,
+            exclude_id=own.id if own else None,
+            top_k=top_k,
+            min_score=self.possible_clone_threshold if min_score is None else min_score,
+        )
+        return Result(query=QueryRef(platform=query.platform, handle=query.handle), matches=matches)
+
+    def scan(
+        self,
+        items: Iterable[tuple[str, Any]],
+        *,
+        top_k: int = 10,
+        min_score: float | None = None,
+        base_dir: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """One JSON-ready result record per input item, in input order; bad items say why."""
+        for done, (where, raw) in enumerate(items, start=1):
+            try:
+                if isinstance(raw, BaseException):
+                    raise raw
+                query = parse_query(raw, where=where)
+                result = self.check(query, top_k=top_k, min_score=min_score, base_dir=base_dir)
+                yield result.model_dump(mode="json")
+            except CloneFinderError as exc:
+                known = raw if isinstance(raw, dict) else {}
+                yield {
+                    "query": {"platform": known.get("platform"), "handle": known.get("handle")},
+                    "matches": [],
+                    "error": {**_error_dict(exc), "where": where},
+                }
+            if progress is not None:
+                progress(done)
+
+    def _query_side(
+        self, query: ProfileQuery, *, base_dir: Path | None
+    ) -> tuple[ProfileSide, ProfileRow | None]:
+        """The query as comparison sees it, completed from the store when it names a profile."""
+        own = (
+            self.store.get(query.platform, query.handle)
+            if query.platform and query.handle
+            else None
+        )
+        side = side_of_row(own) if own else ProfileSide()
+        given = query.display_name or query.bio or query.has_avatar
+        if own is None and not given:
+            raise InvalidRecordError(
+                "a check needs a display name, a bio, an avatar, or the platform and handle "
+                "of a stored profile",
+                field=None,
+                details=[{"where": "query", "field": None, "message": "nothing to look for"}],
+            )
+        if query.display_name:
+            side.display_name = query.display_name
+            side.name_key = text.normalize_name(query.display_name)
+        if query.handle:
+            side.handle_norm = text.normalize_handle(query.handle)
+        if query.bio:
+            side.bio = query.bio
+            side.bio_vector = self.embedder.embed_bios([query.bio])[0]
+        if query.has_avatar:
+            avatar = self.avatars.read(query, base_dir=base_dir)
+            side.avatar_hashes = avatar.hashes if avatar else None
+        if own is None or query.created_at or query.followers_count is not None or query.verified:
+            side.context = context_of(query)
+        return side, own
+
+    def health(self) -> dict[str, Any]:
+        with self.indexes.reading():
+            index_sizes = {
+                "avatar_codes": len(self.indexes.avatar),
+                "bio_vectors": len(self.indexes.bio),
+                "names": len(self.indexes.names),
+                "last_change_seq": self.indexes.last_change_seq,
+            }
+        return {
+            "status": "ok",
+            "profiles": self.store.count(),
+            "indexes": index_sizes,
+            "model": self.embedder.name,
+            "scoring": self.scorer.version,
+        }
+
+    # -- indexes -----------------------------------------------------------------------------
+
+    def reindex(self) -> int:
+        """Rebuild every index from the store (the source of truth); returns the profile count."""
+        with self._write_lock:
+            fresh = IndexSet.create(
+                settings=self.settings,
+                embedding_model=self.embedder.name,
+                bio_dim=self.embedder.dim,
+                avatar_code_bytes=avatar_hashing.CODE_BYTES,
+            )
+            fresh.last_change_seq = self.store.last_change_seq()
+            count = 0
+            for rows in self.store.iter_index_rows():
+                _add_rows(fresh, rows)
+                count += len(rows)
+            with self.indexes.writing():
+                self.indexes = fresh
+                self.matcher.indexes = fresh
+            self._catch_up()
+            self._save_indexes()
+        logger.info("rebuilt indexes over %d profiles", count)
+        return count
+
+    def _catch_up(self) -> None:
+        """Apply the store's change log to the indexes; call with the write lock held."""
+        while changes := self.store.changes_since(self.indexes.last_change_seq):
+            last_op: dict[int, str] = {}
+            for change in changes:
+                last_op[change.profile_id] = change.op
+            rows = self.store.get_many([pid for pid, op in last_op.items() if op == "upsert"])
+            ids = np.fromiter(last_op, dtype=np.int64, count=len(last_op))
+            with self.indexes.writing():
+                self.indexes.avatar.remove(ids)
+                self.indexes.bio.remove(ids)
+                self.indexes.names.remove(ids)
+                _add_rows(self.indexes, rows)
+                self.indexes.last_change_seq = changes[-1].seq
+            self._unsaved_changes += len(changes)
+        if self._unsaved_changes >= self.settings.index_save_every:
+            self._save_indexes()
+
+    def _save_indexes(self) -> None:
+        # The index set locks itself while it saves (checks go on; writes wait).
+        self.indexes.save(self.settings.index_dir)
+        self._unsaved_changes = 0
+
+    def load_demo(self) -> int:
+        """Load the bundled demo corpus into an empty store, so a first check finds something."""
+        if self.store.count():
+            return 0
+        from service.records import read_records
+
+        report = self.ingest(read_records(DEMO_DIR / "profiles.jsonl"), base_dir=DEMO_DIR)
+        return report.created
+
+
+def _add_rows(indexes: IndexSet, rows: list[ProfileRow]) -> None:
+    """Add stored profiles to every index (the caller holds the write lock)."""
+    avatar_ids, avatar_codes, bio_ids, bio_vectors = [], [], [], []
+    name_ids, name_keys_list = [], []
+    for row in rows:
+        side = side_of_row(row)
+        if side.avatar_hashes is not None:
+            codes = avatar_hashing.index_codes(side.avatar_hashes)
+            avatar_codes.append(codes)
+            avatar_ids.extend([row.id] * len(codes))
+        if side.bio_vector is not None:
+            bio_ids.append(row.id)
+            bio_vectors.append(side.bio_vector)
+        if row.name_key or row.handle_norm:
+            name_ids.append(row.id)
+            name_keys_list.append(text.candidate_keys(row.name_key, row.handle_norm))
+    if avatar_codes:
+        indexes.avatar.add(np.asarray(avatar_ids, dtype=np.int64), np.concatenate(avatar_codes))
+    if bio_vectors:
+        indexes.bio.add(np.asarray(bio_ids, dtype=np.int64), np.stack(bio_vectors))
+    if name_ids:
+        indexes.names.add_many(np.asarray(name_ids, dtype=np.int64), name_keys_list)
+
+
+def _error_dict(exc: CloneFinderError) -> dict[str, Any]:
+    return {"code": exc.code, "message": exc.message, "field": getattr(exc, "field", None)}
+
+
+def _rejected(where: str, raw: Any, exc: CloneFinderError) -> RecordOutcome:
+    known = raw if isinstance(raw, dict) else {}
+    error = _error_dict(exc)
+    if not error["message"].startswith(where):
+        error["message"] = f"{where}: " + (
+            f"field '{error['field']}': {exc.message}" if error["field"] else exc.message
+        )
+    platform, handle = known.get("platform"), known.get("handle")
+    return RecordOutcome(
+        where=where,
+        status="rejected",
+        platform=platform if isinstance(platform, str) else None,
+        handle=handle if isinstance(handle, str) else None,
+        error=error,
+    )

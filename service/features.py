@@ -1,0 +1,108 @@
+"""From records and stored rows to what the store keeps and what comparison needs.
+
+One place turns a validated record into its derived features (avatar digest and hashes,
+normalized name and handle) and a stored row back into a `ProfileSide`, so ingest, check and
+scan all see a profile the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from indexers import avatar as avatar_hashing
+from indexers import text
+from indexers.compare import ProfileSide
+from models.errors import ImageError
+from models.profile import ProfileRecord
+from models.result import Context
+from service.avatar_source import AvatarSource
+from service.store import AvatarBlob, ProfileRow
+
+HASH_SHAPE = (2, avatar_hashing.VIEWS, avatar_hashing.CODE_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class Avatar:
+    """A decoded avatar: the exact bytes (kept for evidence) and their hashes."""
+
+    blob: AvatarBlob
+    hashes: np.ndarray
+
+
+class AvatarReader:
+    """Reads and hashes a record's avatar with the configured size limits."""
+
+    def __init__(self, source: AvatarSource, *, max_bytes: int, max_pixels: int) -> None:
+        self._source = source
+        self._max_bytes = max_bytes
+        self._max_pixels = max_pixels
+
+    def read(self, record: ProfileRecord, *, base_dir: Path | None) -> Avatar | None:
+        """The record's avatar, or None when it has none; errors name the avatar field used."""
+        data = self._source.read(record, base_dir=base_dir)
+        if data is None:
+            return None
+        try:
+            digest = avatar_hashing.decode_avatar(
+                data, max_bytes=self._max_bytes, max_pixels=self._max_pixels
+            )
+        except ImageError as exc:
+            # Name the field the caller sent, not the internal "avatar".
+            raise ImageError(exc.message, field=_avatar_field(record)) from None
+        blob = AvatarBlob(
+            sha256=digest.sha256,
+            data=data,
+            mime=digest.mime,
+            width=digest.width,
+            height=digest.height,
+        )
+        return Avatar(blob=blob, hashes=digest.hashes)
+
+
+def _avatar_field(record: ProfileRecord) -> str:
+    if record.avatar_base64:
+        return "avatar_base64"
+    if record.avatar_path:
+        return "avatar_path"
+    return "avatar_url"
+
+
+def context_of(record: ProfileRecord | ProfileRow) -> Context:
+    return Context(
+        created_at=record.created_at,
+        followers_count=record.followers_count,
+        verified=record.verified,
+    )
+
+
+def side_of_row(row: ProfileRow) -> ProfileSide:
+    """A stored profile as comparison sees it (no model call: features are stored)."""
+    return ProfileSide(
+        display_name=row.display_name,
+        name_key=row.name_key,
+        handle_norm=row.handle_norm,
+        bio=row.bio,
+        avatar_hashes=hashes_from_bytes(row.avatar_hashes),
+        bio_vector=vector_from_bytes(row.bio_vector),
+        context=context_of(row),
+    )
+
+
+def hashes_from_bytes(data: bytes | None) -> np.ndarray | None:
+    if data is None:
+        return None
+    return np.frombuffer(data, dtype=np.uint8).reshape(HASH_SHAPE)
+
+
+def vector_from_bytes(data: bytes | None) -> np.ndarray | None:
+    if data is None:
+        return None
+    return np.frombuffer(data, dtype=np.float32)
+
+
+def name_keys(display_name: str | None, handle: str | None) -> tuple[str, str]:
+    """The normalized (look-alike folded, decorations stripped) name and handle."""
+    return text.normalize_name(display_name), text.normalize_handle(handle)
