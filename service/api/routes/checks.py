@@ -1,0 +1,31 @@
+"""One identity check."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.api.deps import CheckRequestDep, EngineDep
+from service.api.schemas import ERROR_RESPONSES, CheckIn, ResultOut
+
+router = APIRouter(prefix="/checks", tags=["checks"])
+
+
+@router.post(
+    "",
+    response_model=ResultOut,
+    summary="Find the likely impersonators of one identity",
+    responses=ERROR_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": CheckIn.model_json_schema()}},
+        }
+    },
+)
+def check(request: CheckRequestDep, engine: EngineDep) -> ResultOut:
+    """A profile record in (platform and handle optional), the result record out.
+
+    `top_k` and `min_score` may come as query parameters or body fields.
+    """
+    result = engine.check(request.record, top_k=request.top_k, min_score=request.min_score)
+    return ResultOut.model_validate(result.model_dump())

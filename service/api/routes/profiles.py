@@ -1,0 +1,92 @@
+"""Ingest, read and erase profile records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from service.api.deps import EngineDep, ProfileBatchDep
+from service.api.schemas import (
+    ERROR_RESPONSES,
+    ErrorOut,
+    IngestItemOut,
+    IngestOut,
+    ProfileIn,
+    ProfileOut,
+    RecordErrorOut,
+)
+
+router = APIRouter(prefix="/profiles", tags=["profiles"])
+
+_PROFILE_SCHEMA = ProfileIn.model_json_schema()
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no profile with that identity"}
+}
+
+
+@router.post(
+    "",
+    response_model=IngestOut,
+    summary="Ingest one profile or a list of profiles",
+    responses={
+        **ERROR_RESPONSES,
+        413: {"model": ErrorOut, "description": "body or record count above the limits"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            _PROFILE_SCHEMA,
+                            {"type": "array", "items": _PROFILE_SCHEMA},
+                        ]
+                    }
+                }
+            },
+        }
+    },
+)
+def ingest_profiles(batch: ProfileBatchDep, engine: EngineDep) -> IngestOut:
+    """Upsert by (platform, handle), case-insensitively; a bad record is rejected alone."""
+    report = engine.ingest(batch.items)
+    index_of = {where: i for i, (where, _) in enumerate(batch.items)}
+    results = [
+        IngestItemOut(
+            index=index_of.get(outcome.where, position),
+            status=outcome.status,
+            platform=outcome.platform,
+            handle=outcome.handle,
+            error=RecordErrorOut.model_validate(outcome.error) if outcome.error else None,
+        )
+        for position, outcome in enumerate(report.outcomes)
+    ]
+    return IngestOut(
+        created=report.created, updated=report.updated, rejected=report.rejected, results=results
+    )
+
+
+@router.get(
+    "/{platform}/{handle}",
+    response_model=ProfileOut,
+    summary="One stored profile",
+    responses=_NOT_FOUND,
+)
+def get_profile(platform: str, handle: str, engine: EngineDep) -> ProfileOut:
+    """The stored record (case-insensitive identity), without image bytes."""
+    return ProfileOut.model_validate(engine.get_profile(platform, handle).model_dump())
+
+
+@router.delete(
+    "/{platform}/{handle}",
+    status_code=204,
+    response_class=Response,
+    summary="Erase a profile from the store and every index",
+    responses=_NOT_FOUND,
+)
+def delete_profile(platform: str, handle: str, engine: EngineDep) -> Response:
+    """After this, no check returns the profile and GET answers 404."""
+    engine.delete_profile(platform, handle)
+    return Response(status_code=204)

@@ -1,0 +1,400 @@
+"""The `clonefinder` command line (interface.md section 2).
+
+Commands build `Settings` once and open the engine only when they need it: loading the
+embedding model takes seconds, so `--help` and unreadable input files answer at once. Logging
+is configured here, never in library code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from models.errors import CloneFinderError, InvalidInputError
+from service.errors import EXIT_OK, EXIT_SOME_REJECTED, exit_code
+from service.records import read_records
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+MAX_REASONS_SHOWN = 50
+
+# Tests (and embedders) may pass `obj={"open_engine": callable}` to share one loaded engine
+# between commands; the callable takes the Settings and returns a context manager.
+EngineOpener = Callable[[Settings], AbstractContextManager["Engine"]]
+
+app = typer.Typer(
+    name="clonefinder",
+    help="Find the social-media accounts that impersonate real people.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+DataDirOption = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir",
+        envvar="CLONEFINDER_DATA_DIR",
+        help="Folder of the embedded store and indexes.",
+        file_okay=False,
+    ),
+]
+TopKOption = Annotated[int, typer.Option("--top-k", min=1, max=100, help="Most matches per query.")]
+MinScoreOption = Annotated[
+    float | None,
+    typer.Option(
+        "--min-score",
+        min=0.0,
+        max=1.0,
+        help="Least score reported (default: the possible_clone threshold; 0 ranks everything).",
+    ),
+]
+DEFAULT_DATA_DIR = Path("clonefinder-data")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+) -> None:
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A .jsonl, .csv or .json file of profiles.")],
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Upsert every profile of FILE; exit 0 if all were kept, 1 if some were rejected."""
+    settings = _setup(ctx, data_dir)
+    console = _err_console()
+    with _fail_cleanly(console):
+        records = read_records(file)
+        total = _count(file) if console.is_terminal else None
+        with _open_engine(ctx, settings) as engine, _progress(console, "ingesting", total) as tick:
+            report = engine.ingest(records, base_dir=file.parent.resolve(), progress=tick)
+    typer.echo(
+        f"ingested {report.created}, updated {report.updated}, rejected {report.rejected} "
+        f"(of {len(report.outcomes)} records in {file})"
+    )
+    rejected = [outcome for outcome in report.outcomes if outcome.status == "rejected"]
+    for outcome in rejected[:MAX_REASONS_SHOWN]:
+        message = str((outcome.error or {}).get("message", "rejected"))
+        if not message.startswith(outcome.where):
+            message = f"{outcome.where}: {message}"
+        typer.echo(f"  {message}")
+    if len(rejected) > MAX_REASONS_SHOWN:
+        typer.echo(f"  ... and {len(rejected) - MAX_REASONS_SHOWN} more")
+    raise typer.Exit(EXIT_SOME_REJECTED if rejected else EXIT_OK)
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    platform: Annotated[str | None, typer.Option(help="Platform slug of the identity.")] = None,
+    handle: Annotated[str | None, typer.Option(help="Handle of the identity.")] = None,
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    bio: Annotated[str | None, typer.Option(help="Bio text.")] = None,
+    avatar: Annotated[
+        Path | None, typer.Option(help="A local avatar image.", dir_okay=False)
+    ] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="A profile record: inline JSON or a .json file.")
+    ] = None,
+    top_k: TopKOption = 10,
+    min_score: MinScoreOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result record as JSON.")] = (
+        False
+    ),
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Find the likely impersonators of one identity (any of the options will do)."""
+    settings = _setup(ctx, data_dir)
+    console = _err_console()
+    with _fail_cleanly(console):
+        record, base_dir = _query_record(
+            profile=profile, platform=platform, handle=handle, name=name, bio=bio, avatar=avatar
+        )
+        with _open_engine(ctx, settings) as engine:
+            result = engine.check(record, top_k=top_k, min_score=min_score, base_dir=base_dir)
+            threshold = engine.possible_clone_threshold if min_score is None else min_score
+    if as_json:
+        typer.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
+        return
+    _print_result(result.model_dump(mode="json"), threshold)
+
+
+@app.command()
+def scan(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A .jsonl, .csv or .json file of profiles.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the result records.")],
+    top_k: TopKOption = 10,
+    min_score: MinScoreOption = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Check every profile of FILE; one result record per input, in order, to OUT (JSON Lines)."""
+    settings = _setup(ctx, data_dir)
+    console = _err_console()
+    scanned = flagged = bad = 0
+    with _fail_cleanly(console):
+        records = read_records(file)
+        if out.resolve() == file.resolve():
+            raise InvalidInputError(f"--out {out} would overwrite the input file")
+        total = _count(file) if console.is_terminal else None
+        with (
+            _open_engine(ctx, settings) as engine,
+            _progress(console, "scanning", total) as tick,
+            _open_output(out) as sink,
+        ):
+            results = engine.scan(
+                records,
+                top_k=top_k,
+                min_score=min_score,
+                base_dir=file.parent.resolve(),
+                progress=tick,
+            )
+            for record in results:
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                scanned += 1
+                if record.get("error"):
+                    bad += 1
+                    error = record["error"]
+                    logger.debug("%s: %s", error.get("where"), error.get("message"))
+                elif record.get("matches"):
+                    flagged += 1
+    typer.echo(
+        f"scanned {scanned} profiles: {flagged} with possible clones, {bad} rejected; "
+        f"results in {out}"
+    )
+    raise typer.Exit(EXIT_SOME_REJECTED if bad else EXIT_OK)
+
+
+@app.command()
+def reindex(ctx: typer.Context, data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """Rebuild every index from the store (the store is the source of truth)."""
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()), _open_engine(ctx, settings) as engine:
+        count = engine.reindex()
+    typer.echo(f"reindexed {count} profiles in {settings.data_dir}")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Load the bundled demo profiles if the store is empty.")
+    ] = False,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Run the HTTP API (docs at /docs)."""
+    import uvicorn
+
+    from service.api.app import create_app
+
+    settings = _setup(ctx, data_dir, level=logging.INFO)
+    logger.info("data dir: %s", settings.data_dir.resolve())
+    # The app's lifespan opens and closes the engine: uvicorn re-raises SIGTERM after a
+    # graceful shutdown, so code after `uvicorn.run` would not run.
+    uvicorn.run(create_app(settings, load_demo=demo), host=host, port=port, log_config=None)
+
+
+def main() -> None:
+    """Entry point of the `clonefinder` console script."""
+    app()
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _setup(ctx: typer.Context, data_dir: Path, *, level: int = logging.WARNING) -> Settings:
+    obj = ctx.ensure_object(dict)
+    logging.basicConfig(
+        level=logging.DEBUG if obj.get("verbose") else level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Settings(data_dir=data_dir)
+
+
+@contextmanager
+def _default_opener(settings: Settings) -> Iterator[Engine]:
+    from service.engine import Engine
+
+    engine = Engine.open(settings)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _open_engine(ctx: typer.Context, settings: Settings) -> AbstractContextManager[Engine]:
+    obj = ctx.ensure_object(dict)
+    opener: EngineOpener = obj.get("open_engine") or _default_opener
+    return opener(settings)
+
+
+def _err_console() -> Console:
+    return Console(stderr=True)
+
+
+@contextmanager
+def _fail_cleanly(console: Console) -> Iterator[None]:
+    """Turn a domain error into its message on stderr and the mapped exit status."""
+    try:
+        yield
+    except CloneFinderError as exc:
+        console.print(f"error: {exc.message}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exit_code(exc)) from None
+
+
+@contextmanager
+def _progress(
+    console: Console, label: str, total: int | None
+) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on a terminal (the callback takes records done so far); nothing otherwise."""
+    if not console.is_terminal:
+        yield None
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda done: progress.update(task, completed=done)
+
+
+def _count(file: Path) -> int:
+    # A second pass only on a terminal, where a bar with a total is worth it.
+    return sum(1 for _ in read_records(file))
+
+
+@contextmanager
+def _open_output(out: Path) -> Iterator[Any]:
+    try:
+        handle = out.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"{out}: cannot be written: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+def _query_record(
+    *,
+    profile: str | None,
+    platform: str | None,
+    handle: str | None,
+    name: str | None,
+    bio: str | None,
+    avatar: Path | None,
+) -> tuple[dict[str, Any], Path | None]:
+    """The check's raw record: `--profile` first, then the single options over it."""
+    record: dict[str, Any] = {}
+    base_dir: Path | None = None
+    if profile is not None:
+        record, base_dir = _load_profile(profile)
+    for key, value in (
+        ("platform", platform),
+        ("handle", handle),
+        ("display_name", name),
+        ("bio", bio),
+    ):
+        if value is not None:
+            record[key] = value
+    if avatar is not None:
+        if not avatar.is_file():
+            raise InvalidInputError(f"--avatar {avatar}: no such file")
+        record["avatar_path"] = str(avatar.resolve())
+    if not record:
+        raise InvalidInputError(
+            "nothing to check: give --platform/--handle, --name, --bio, --avatar or --profile"
+        )
+    return record, base_dir
+
+
+def _load_profile(value: str) -> tuple[dict[str, Any], Path | None]:
+    text = value.strip()
+    base_dir: Path | None = None
+    if not text.startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise InvalidInputError(f"--profile {value}: neither inline JSON nor a readable file")
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"--profile {value}: cannot be read: {exc}") from None
+        base_dir = path.parent.resolve()
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"--profile: not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise InvalidInputError("--profile: must be one JSON object")
+    return record, base_dir
+
+
+def _print_result(result: dict[str, Any], threshold: float) -> None:
+    console = Console()
+    if not console.is_terminal:
+        # No window to fit when piped: a wide table keeps handles and scores on one line.
+        console = Console(width=160)
+    query = result.get("query") or {}
+    who = "/".join(str(query[k]) for k in ("platform", "handle") if query.get(k)) or "the query"
+    matches = result.get("matches") or []
+    if not matches:
+        console.print(f"no account scored {threshold:.2f} or more against {who}", markup=False)
+        return
+    table = Table(title=f"likely impersonators of {who}")
+    for column in ("#", "platform", "handle", "display name", "score", "label", "copy"):
+        table.add_column(column, no_wrap=column != "display name")
+    table.add_column("reasons", overflow="fold", ratio=1)
+    for rank, match in enumerate(matches, start=1):
+        candidate = match.get("profile") or {}
+        table.add_row(
+            str(rank),
+            str(candidate.get("platform", "")),
+            str(candidate.get("handle", "")),
+            str(candidate.get("display_name") or ""),
+            f"{match['score']:.3f}",
+            str(match.get("label", "")),
+            str(match.get("likely_impersonator", "")),
+            "; ".join(match.get("reasons", [])[:3]),
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

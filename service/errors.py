@@ -1,0 +1,227 @@
+"""The one place that maps domain errors to HTTP statuses, error bodies and CLI exit codes.
+
+Code that raises only knows `models.errors`; the transports (HTTP API, command line) ask this
+module what a given error means to their users, so both stay consistent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from models.errors import (
+    CloneFinderError,
+    ConfigurationError,
+    IndexStateError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+)
+
+logger = logging.getLogger(__name__)
+
+# CLI exit statuses (interface.md section 2).
+EXIT_OK = 0
+EXIT_SOME_REJECTED = 1  # also: a resource that does not exist, an unexpected failure
+EXIT_INVALID_INPUT = 2  # the input cannot be used at all (unreadable file, invalid query)
+EXIT_SERVICE_STATE = 3  # the data dir, its indexes or a setting cannot work
+
+# Most specific first: PayloadTooLargeError is an InvalidInputError.
+_HTTP_STATUS: tuple[tuple[type[CloneFinderError], int], ...] = (
+    (PayloadTooLargeError, 413),
+    (InvalidInputError, 422),
+    (NotFoundError, 404),
+    (IndexStateError, 503),
+    (ConfigurationError, 500),
+)
+
+_EXIT_CODE: tuple[tuple[type[CloneFinderError], int], ...] = (
+    (InvalidInputError, EXIT_INVALID_INPUT),
+    (NotFoundError, EXIT_SOME_REJECTED),
+    (IndexStateError, EXIT_SERVICE_STATE),
+    (ConfigurationError, EXIT_SERVICE_STATE),
+)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "unavailable",
+}
+
+
+def http_status(exc: CloneFinderError) -> int:
+    """The HTTP status that tells a client what kind of failure `exc` is."""
+    for cls, status in _HTTP_STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def exit_code(exc: CloneFinderError) -> int:
+    """The CLI exit status for a command that stopped on `exc`."""
+    for cls, code in _EXIT_CODE:
+        if isinstance(exc, cls):
+            return code
+    return EXIT_SOME_REJECTED
+
+
+def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
+    """The contract's error shape: `{"error": {"code", "message", "details"}}`."""
+    return {"error": {"code": code, "message": message, "details": jsonable_encoder(details or [])}}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[Any] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def domain_error_details(exc: CloneFinderError) -> list[dict[str, Any]]:
+    """`exc.details`, or the offending field alone when the raiser gave only that."""
+    if exc.details:
+        return exc.details
+    field = getattr(exc, "field", None)
+    return [{"field": field, "message": exc.message}] if field else []
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CloneFinderError)
+    status = http_status(exc)
+    if status >= 500:
+        logger.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return error_response(status, exc.code, exc.message, domain_error_details(exc))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    # Only loc/msg/type: `input` would echo (possibly huge) bodies, `ctx` may hold exceptions.
+    details = [
+        {
+            "loc": [str(part) for part in err.get("loc", ())],
+            "msg": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
+        for err in exc.errors()
+    ]
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    where = ".".join(first["loc"])
+    message = f"{where}: {first['msg']}" if where else str(first["msg"])
+    return error_response(422, "invalid_request", message, details)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no such endpoint: {request.method} {request.url.path}"
+    elif exc.status_code == 405 and message == "Method Not Allowed":
+        message = f"method {request.method} is not allowed on {request.url.path}"
+    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    # The traceback stays in the server log; the client learns only that it failed.
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every failure of `app` answer with the contract's error shape, never a traceback."""
+    app.add_exception_handler(CloneFinderError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies above `max_bytes` with 413, by Content-Length and while streaming.
+
+    The streaming check matters for chunked uploads, which carry no Content-Length; whatever
+    the application made of a truncated body is discarded and the client gets the 413.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and (declared < 0 or declared > self.max_bytes):
+            await self._refuse(send)
+            return
+
+        received = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise PayloadTooLargeError(self._message())
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded and not started:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except PayloadTooLargeError:
+            if not exceeded:
+                raise
+        if exceeded and not started:
+            await self._refuse(send)
+
+    def _message(self) -> str:
+        return f"request body is larger than the limit of {self.max_bytes} bytes"
+
+    async def _refuse(self, send: Send) -> None:
+        response = error_response(413, PayloadTooLargeError.code, self._message())
+        response.headers["connection"] = "close"
+        await response(
+            {"type": "http", "method": "POST", "path": "/", "headers": []},
+            _no_body,
+            send,
+        )
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return -1
+    return None

@@ -1,0 +1,89 @@
+"""Shared fixtures: a real `clonefinder serve` process for tests of the HTTP API."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SERVER_START_TIMEOUT_S = 90.0
+
+# The session server's limits are small so that 413 answers are cheap to provoke.
+SERVER_MAX_BODY_BYTES = 2_000_000
+SERVER_MAX_RECORDS = 50
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    base_url: str
+    data_dir: Path
+    log_path: Path
+    max_body_bytes: int
+    max_records: int
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log = log_path.read_text(encoding="utf-8", errors="replace")
+            pytest.fail(f"server exited with {process.returncode} before it was ready:\n{log}")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    log = log_path.read_text(encoding="utf-8", errors="replace")
+    pytest.fail(f"server not ready after {SERVER_START_TIMEOUT_S:.0f} s:\n{log}")
+
+
+@pytest.fixture(scope="session")
+def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """`python -m service.cli serve` on a free port with a fresh data dir, for the session."""
+    root = tmp_path_factory.mktemp("api-server")
+    data_dir = root / "data"
+    log_path = root / "server.log"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CLONEFINDER_AVATAR_FETCH_ALLOW_PRIVATE": "1",
+        "CLONEFINDER_MAX_BODY_BYTES": str(SERVER_MAX_BODY_BYTES),
+        "CLONEFINDER_MAX_RECORDS_PER_REQUEST": str(SERVER_MAX_RECORDS),
+    }
+    env.pop("CLONEFINDER_DATA_DIR", None)
+    command = [sys.executable, "-m", "service.cli", "serve"]
+    command += ["--data-dir", str(data_dir), "--port", str(port)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(process, url, log_path)
+        yield RunningServer(url, data_dir, log_path, SERVER_MAX_BODY_BYTES, SERVER_MAX_RECORDS)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
