@@ -1,0 +1,238 @@
+"""The labelled corpus: deterministic, split-clean, self-consistent, every kind exercised."""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from models.profile import identity_key, parse_record
+from training import transforms as tf
+from training.pairset import (
+    CLONE_KINDS,
+    MIN_DEFAULT_SHARE,
+    NEGATIVE_KINDS,
+    Corpus,
+    build_corpus,
+    default_data_dir,
+    pairs_to_jsonl,
+    photo_group,
+    read_pairs_jsonl,
+    write_corpus_jsonl,
+)
+from training.synthetic_images import DEFAULT_AVATARS, generate_image
+
+SIZE = 400
+SHARED = default_data_dir()
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "profiles" / "cresci2015-users.csv").is_file(),
+    reason=f"shared data folder not found at {SHARED}",
+)
+
+
+@pytest.fixture(scope="module")
+def train() -> Corpus:
+    return build_corpus("train", seed=3, size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def test_split() -> Corpus:
+    return build_corpus("test", seed=3, size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def generated_only(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    missing = tmp_path_factory.mktemp("nodata") / "missing"
+    return build_corpus("test", seed=3, size=SIZE, data_dir=missing)
+
+
+def _keys(corpus: Corpus) -> list[tuple[str, str]]:
+    return [identity_key(p["platform"], p["handle"]) for p in corpus.profiles]
+
+
+def _check_consistent(corpus: Corpus) -> None:
+    keys = _keys(corpus)
+    assert len(keys) == len(set(keys)), "identities must be unique"
+    known = set(keys)
+    for pair in corpus.pairs:
+        assert identity_key(*pair.query) in known
+        assert identity_key(*pair.candidate) in known
+        assert identity_key(*pair.query) != identity_key(*pair.candidate)
+        if pair.is_clone:
+            assert pair.kind in CLONE_KINDS
+            assert pair.copy_side in ("query", "candidate")
+        else:
+            assert pair.kind in NEGATIVE_KINDS
+            assert pair.copy_side == "unknown"
+    unordered = [
+        frozenset((identity_key(*p.query), identity_key(*p.candidate))) for p in corpus.pairs
+    ]
+    assert len(unordered) == len(set(unordered)), "no pair may be listed twice"
+
+
+def test_same_seed_same_corpus(train: Corpus) -> None:
+    again = build_corpus("train", seed=3, size=SIZE)
+    assert again.profiles == train.profiles
+    assert again.pairs == train.pairs
+    other = build_corpus("train", seed=4, size=SIZE)
+    assert other.pairs != train.pairs
+
+
+def test_pairs_refer_to_unique_profiles(train: Corpus, test_split: Corpus) -> None:
+    _check_consistent(train)
+    _check_consistent(test_split)
+
+
+def test_records_are_valid_profile_records(test_split: Corpus) -> None:
+    for i, raw in enumerate(test_split.profiles):
+        parse_record(raw, where=f"index {i}")
+
+
+def test_every_kind_and_transformation_appears(test_split: Corpus) -> None:
+    kinds = Counter(p.kind for p in test_split.pairs)
+    assert set(CLONE_KINDS) | set(NEGATIVE_KINDS) <= set(kinds)
+    applied = {t for p in test_split.pairs if p.is_clone for t in p.transforms}
+    vocabulary = (
+        tf.NAME_TRANSFORMS
+        + tf.HANDLE_TRANSFORMS
+        + tf.AVATAR_TRANSFORMS
+        + tf.BIO_TRANSFORMS
+        + tf.CONTEXT_TRANSFORMS
+    )
+    assert set(vocabulary) - applied == set()
+    assert {"handle:same", "handle:new", "avatar:default", "avatar:none"} <= applied
+    sides = Counter(p.copy_side for p in test_split.pairs if p.is_clone)
+    assert sides["candidate"] > sides["query"] > 0, "the original is mostly, not always, the query"
+
+
+def test_avatars_are_decodable_jpegs(test_split: Corpus) -> None:
+    with_avatar = [p for p in test_split.profiles if "avatar_base64" in p]
+    assert len(with_avatar) > len(test_split.profiles) // 2
+    for record in with_avatar[:300]:
+        data = base64.b64decode(record["avatar_base64"])
+        with Image.open(io.BytesIO(data)) as img:
+            assert img.format == "JPEG"
+            img.load()
+            assert min(img.size) >= 40 and max(img.size) <= 400
+
+
+def test_default_avatars_are_common(test_split: Corpus) -> None:
+    shared = Counter(p["avatar_base64"] for p in test_split.profiles if "avatar_base64" in p)
+    common = [count for _, count in shared.most_common(len(DEFAULT_AVATARS))]
+    assert len(common) == len(DEFAULT_AVATARS)
+    assert min(common) >= MIN_DEFAULT_SHARE
+    defaults = {s.default_avatar for s in test_split.sources.values()} - {None}
+    assert defaults == set(DEFAULT_AVATARS)
+
+
+def test_bot_groups_share_a_bio_and_clones_copy(test_split: Corpus) -> None:
+    by_key = {identity_key(p["platform"], p["handle"]): p for p in test_split.profiles}
+    bots = [p for p in test_split.pairs if p.kind == "neg/same_bio_bot"]
+    same = sum(
+        by_key[identity_key(*p.query)].get("bio", "")[:20]
+        == by_key[identity_key(*p.candidate)].get("bio", "")[:20]
+        for p in bots
+    )
+    assert same == len(bots)
+    for pair in test_split.pairs:
+        if pair.kind == "clone/full_copy" and "bio:verbatim" in pair.transforms:
+            a, c = by_key[identity_key(*pair.query)], by_key[identity_key(*pair.candidate)]
+            assert a["bio"] == c["bio"]
+
+
+def test_clone_context_mostly_points_at_the_copy(test_split: Corpus) -> None:
+    by_key = {identity_key(p["platform"], p["handle"]): p for p in test_split.profiles}
+    newer = total = 0
+    for pair in test_split.pairs:
+        if not pair.is_clone:
+            continue
+        copy, original = (
+            (pair.candidate, pair.query)
+            if pair.copy_side == "candidate"
+            else (pair.query, pair.candidate)
+        )
+        c, o = by_key[identity_key(*copy)], by_key[identity_key(*original)]
+        if "created_at" in c and "created_at" in o:
+            total += 1
+            newer += c["created_at"] > o["created_at"]
+    assert total and newer / total > 0.9
+
+
+@needs_shared
+def test_splits_share_no_source(train: Corpus, test_split: Corpus) -> None:
+    def sources(corpus: Corpus, attr: str) -> set[object]:
+        return {getattr(s, attr) for s in corpus.sources.values()} - {None}
+
+    assert sources(train, "source_id")
+    assert sources(train, "source_id").isdisjoint(sources(test_split, "source_id"))
+    assert sources(train, "image_seed").isdisjoint(sources(test_split, "image_seed"))
+    train_photos = {photo_group(p) for p in sources(train, "photo")}  # type: ignore[arg-type]
+    test_photos = {photo_group(p) for p in sources(test_split, "photo")}  # type: ignore[arg-type]
+    assert train_photos and test_photos
+    assert train_photos.isdisjoint(test_photos)
+    train_bios = {p["bio"] for p in train.profiles if p.get("bio") and len(p["bio"]) > 40}
+    test_bios = {p["bio"] for p in test_split.profiles if p.get("bio") and len(p["bio"]) > 40}
+    assert train_bios.isdisjoint(test_bios)
+
+
+def test_photo_groups_keep_one_portrait_together() -> None:
+    assert photo_group("obama-720p.jpg") == photo_group("obama_small.jpg") == "obama"
+    assert photo_group("ukbench09380.webp") == photo_group("ukbench09380.jpg")
+    assert photo_group("ukbench09380.jpg") != photo_group("ukbench00120.jpg")
+
+
+def test_works_without_shared_data(generated_only: Corpus) -> None:
+    _check_consistent(generated_only)
+    assert all(s.source_id is None and s.photo is None for s in generated_only.sources.values())
+    kinds = {p.kind for p in generated_only.pairs}
+    assert set(CLONE_KINDS) | set(NEGATIVE_KINDS) <= kinds
+
+
+def test_generated_images_are_distinct_and_stable() -> None:
+    def dhash(img: Image.Image) -> int:
+        grey = img.convert("L").resize((9, 8), Image.Resampling.LANCZOS)
+        px = list(grey.tobytes())
+        bits = 0
+        for row in range(8):
+            for col in range(8):
+                bits = bits << 1 | (px[row * 9 + col] > px[row * 9 + col + 1])
+        return bits
+
+    images = [generate_image(seed) for seed in range(40)]
+    assert all(img.size == (400, 400) for img in images)
+    assert images[0].tobytes() == generate_image(0).tobytes()
+    hashes = [dhash(img) for img in images]
+    distances = [bin(a ^ b).count("1") for a, b in itertools.combinations(hashes, 2)]
+    assert min(distances) >= 5
+    assert sum(distances) / len(distances) > 20
+
+
+def test_jsonl_round_trip(test_split: Corpus, tmp_path: Path) -> None:
+    profiles_path, pairs_path = tmp_path / "profiles.jsonl", tmp_path / "pairs.jsonl"
+    write_corpus_jsonl(test_split, profiles_path)
+    pairs_to_jsonl(test_split.pairs, pairs_path)
+    assert len(profiles_path.read_text(encoding="utf-8").splitlines()) == len(test_split.profiles)
+    assert read_pairs_jsonl(pairs_path) == test_split.pairs
+
+
+def test_avatar_transforms_keep_a_jpeg() -> None:
+    import random
+
+    original = tf.encode_jpeg(generate_image(1))
+    rng = random.Random(0)
+    for tag in tf.AVATAR_TRANSFORMS:
+        out = tf.transform_avatar(original, [tag], rng)
+        with Image.open(io.BytesIO(out)) as img:
+            assert img.format == "JPEG"
+            assert 48 <= min(img.size) <= 400
+    assert tf.transform_handle("jane", "handle:l_to_1", rng, platform="twitter") is None
+    assert tf.transform_name("Mia", "name:cyrillic", rng) != "Mia"
+    assert (
+        len(tf.transform_handle("abcdefghijklmno", "handle:affix", rng, platform="twitter") or "")
+        <= 15
+    )
