@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "CODE_BYTES",
     "NEAR_COPY_BITS",
+    "SAME_IMAGE_BITS",
     "VIEWS",
     "AvatarDigest",
     "avatar_distance",
@@ -67,6 +68,14 @@ Measured (tests/indexers/test_avatar.py) on 25 real photos and generated images,
 400x400 JPEG: every listed clone transformation (JPEG q40, 48x48, crops to 10%, flips, frames,
 colour filters, 5 degree rotations, circular masks, captions) stays at or below 12 bits; the
 closest distinct real photos are 14 bits apart. Distances are even (each code has 32 ones).
+"""
+
+SAME_IMAGE_BITS: Final = 4
+"""Largest distance taken for the very same picture, re-encoded or resized.
+
+How common an avatar is (a default silhouette, a stock photo) is counted at this distance, not
+at NEAR_COPY_BITS: the minimum over many view pairs brings some distinct photos within 12 bits,
+and those must not make a rare photo look common.
 """
 
 UNRELATED_BITS: Final = 32

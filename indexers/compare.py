@@ -35,10 +35,11 @@ class ProfileSide:
 
 @dataclass(frozen=True, slots=True)
 class Popularity:
-    """How many other indexed accounts share the query's avatar or bio (weak evidence if many)."""
+    """How many other indexed accounts share the query's avatar, bio or name (weak if many)."""
 
     avatar: int = 0
     bio: int = 0
+    name: int = 0
 
 
 def compare(
@@ -80,6 +81,7 @@ def compare(
                 bio=bio_scores[i],
                 bio_exact=bool(query_bio) and query_bio.casefold() == cand_bio.casefold(),
                 bio_popularity=popularity.bio,
+                name_popularity=popularity.name,
                 lookalikes=lookalikes if name_sim is not None and name_sim >= 0.8 else [],
                 query_context=query.context,
                 candidate_context=cand.context,

@@ -36,6 +36,7 @@ class PairEvidence:
     display_name: float | None = None
     display_name_exact: bool = False
     display_name_verbatim: bool = False
+    name_popularity: int = 0
     handle: float | None = None
     handle_exact: bool = False
     bio: float | None = None

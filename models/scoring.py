@@ -1,7 +1,8 @@
 """The scoring model: the evidence of a pair -> a calibrated probability, a label and reasons.
 
-A logistic regression over a few designed features (each field's similarity, weighed down when
-the avatar or bio is shared by many accounts, and the pairwise agreement between fields), then an
+A logistic regression with non-negative weights over a few designed features (each field's
+similarity, weighed down when the avatar or bio is shared by many accounts, and the pairwise
+agreement between fields), then an
 isotonic calibration map, so that of pairs scored near 0.9 about nine in ten are clones. The
 weights are data (`weights.json`), written by `training/train_scoring.py` from a labelled pair set
 kept apart from the one the quality benchmark measures on.
@@ -38,37 +39,53 @@ def _bio_strength(e: PairEvidence) -> float:
 
 
 def _avatar_strength(e: PairEvidence) -> float:
-    return 0.0 if e.avatar is None else e.avatar * _discount(e.avatar_popularity)
+    # Distinct photos still come within 16-24 bits (similarity 0.25-0.5) at the minimum over
+    # several views; only the part above that is evidence of a copy.
+    if e.avatar is None:
+        return 0.0
+    return max(0.0, (e.avatar - 0.5) / 0.5) * _discount(e.avatar_popularity)
+
+
+def _avatar_differs(e: PairEvidence) -> float:
+    # Two different photos argue against a copy: impersonators take the victim's photo.
+    # 0 for a near-copy (12 bits or closer), rising to 1 at about 19 bits apart.
+    return 0.0 if e.avatar is None else min(1.0, max(0.0, (0.6 - e.avatar) / 0.2))
+
+
+def _bio_differs(e: PairEvidence) -> float:
+    return 0.0 if e.bio is None else max(0.0, (0.4 - e.bio) / 0.4)
 
 
 def _strong_fields(e: PairEvidence) -> float:
     return float(
-        (_avatar_strength(e) >= 0.7)
+        (_avatar_strength(e) >= 0.4)
         + ((e.display_name or 0.0) >= 0.9)
         + (_bio_strength(e) >= 0.8)
         + ((e.handle or 0.0) >= 0.85)
     )
 
 
+# Each feature measures either likeness (its weight is kept >= 0 in training) or contradiction
+# (kept <= 0), so more likeness never lowers a score and the model cannot learn a quirk of the
+# training corpus such as "a missing avatar means a clone". A missing field contributes nothing.
 FEATURES: dict[str, Callable[[PairEvidence], float]] = {
     "avatar": _avatar_strength,
-    "avatar_missing": lambda e: float(e.avatar is None),
-    "avatar_popularity": lambda e: math.log1p(e.avatar_popularity) if e.avatar else 0.0,
     "name": lambda e: e.display_name or 0.0,
-    "name_exact": lambda e: float(e.display_name_exact),
-    "name_missing": lambda e: float(e.display_name is None),
+    "name_exact": lambda e: float(e.display_name_exact) * _discount(e.name_popularity),
     "handle": lambda e: e.handle or 0.0,
     "handle_exact": lambda e: float(e.handle_exact),
     "bio": _bio_strength,
     "bio_exact": lambda e: float(e.bio_exact) * _discount(e.bio_popularity),
-    "bio_missing": lambda e: float(e.bio is None),
     "avatar_x_name": lambda e: _avatar_strength(e) * (e.display_name or 0.0),
     "avatar_x_bio": lambda e: _avatar_strength(e) * _bio_strength(e),
     "name_x_bio": lambda e: (e.display_name or 0.0) * _bio_strength(e),
     "name_x_handle": lambda e: (e.display_name or 0.0) * (e.handle or 0.0),
     "avatar_x_handle": lambda e: _avatar_strength(e) * (e.handle or 0.0),
     "strong_fields": _strong_fields,
+    "avatar_differs": _avatar_differs,
+    "bio_differs": _bio_differs,
 }
+CONTRADICTING_FEATURES = frozenset({"avatar_differs", "bio_differs"})
 FEATURE_NAMES = tuple(FEATURES)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,6 +36,13 @@ class Candidates:
     popularity: Popularity
 
 
+def name_popularity(query: ProfileSide, rows: Sequence[ProfileRow]) -> int:
+    """How many of the candidates carry exactly the query's (folded) name: many means namesakes."""
+    if not query.name_key:
+        return 0
+    return sum(1 for row in rows if row.name_key == query.name_key)
+
+
 class Matcher:
     """Finds and scores the likely copies of one profile against the indexed store."""
 
@@ -55,7 +62,7 @@ class Matcher:
                 near = {
                     int(i)
                     for d, i in zip(distances.ravel(), ids.ravel(), strict=True)
-                    if i >= 0 and i != exclude_id and d <= avatar_hashing.NEAR_COPY_BITS
+                    if i >= 0 and i != exclude_id and d <= avatar_hashing.SAME_IMAGE_BITS
                 }
                 avatar_popularity = len(near)
                 found.update(dict.fromkeys(int(i) for i in ids.ravel() if i >= 0))
@@ -97,7 +104,8 @@ class Matcher:
         ]
         if not rows:
             return []
-        evidence = self.evidence(query, rows, popularity=found.popularity)
+        popularity = replace(found.popularity, name=name_popularity(query, rows))
+        evidence = self.evidence(query, rows, popularity=popularity)
         verdicts = self._scorer.score(evidence)
         order = np.argsort([-v.score for v in verdicts], kind="stable")
         matches: list[Match] = []

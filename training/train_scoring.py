@@ -17,11 +17,16 @@ import logging
 from datetime import UTC, datetime
 
 import numpy as np
+from scipy.optimize import minimize
 from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 
-from models.scoring import DEFAULT_WEIGHTS, FEATURE_NAMES, feature_matrix
+from models.scoring import (
+    CONTRADICTING_FEATURES,
+    DEFAULT_WEIGHTS,
+    FEATURE_NAMES,
+    feature_matrix,
+)
 from training.evidence import corpus_engine, measure_pairs
 from training.pairset import build_corpus
 
@@ -33,6 +38,39 @@ THRESHOLDS = {"likely_clone": 0.8, "possible_clone": 0.4}
 REGULARIZATION_C = 1.0
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def fit_monotone_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression with sign-constrained weights.
+
+    Likeness features get weights >= 0 and contradiction features weights <= 0: any other sign
+    could only encode a quirk of the training corpus; the bounds keep the score monotone in
+    the evidence.
+    """
+    n, d = x.shape
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = params[:d], params[d]
+        z = x @ w + b
+        p = _sigmoid(z)
+        # log(1 + e^z) - y z, computed stably
+        nll = float(np.sum(np.logaddexp(0.0, z) - y * z)) / n
+        penalty = float(w @ w) / (2 * REGULARIZATION_C * n)
+        grad_z = (p - y) / n
+        grad = np.concatenate([x.T @ grad_z + w / (REGULARIZATION_C * n), [grad_z.sum()]])
+        return nll + penalty, grad
+
+    bounds = [
+        (None, 0.0) if name in CONTRADICTING_FEATURES else (0.0, None) for name in FEATURE_NAMES
+    ] + [(None, None)]
+    result = minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    if not result.success:
+        logger.warning("logistic fit did not converge: %s", result.message)
+    return result.x[:d], float(result.x[d])
+
+
 def train(*, seed: int) -> dict[str, object]:
     corpus = build_corpus("train", seed=seed)
     logger.info("train corpus: %d profiles, %d pairs", len(corpus.profiles), len(corpus.pairs))
@@ -41,18 +79,20 @@ def train(*, seed: int) -> dict[str, object]:
     x = feature_matrix([m.evidence for m in measured])
     y = np.array([m.pair.is_clone for m in measured], dtype=int)
 
-    model = LogisticRegression(C=REGULARIZATION_C, max_iter=5_000)
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-    out_of_fold = cross_val_predict(model, x, y, cv=folds, method="predict_proba")[:, 1]
+    out_of_fold = np.zeros(len(y))
+    for fit_rows, held_rows in folds.split(x, y):
+        coef, intercept = fit_monotone_logistic(x[fit_rows], y[fit_rows])
+        out_of_fold[held_rows] = _sigmoid(x[held_rows] @ coef + intercept)
     calibration = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
     calibration.fit(out_of_fold, y)
-    model.fit(x, y)
+    coef, intercept = fit_monotone_logistic(x, y)
 
     return {
         "version": f"lr-isotonic-{datetime.now(UTC):%Y%m%d}",
         "features": list(FEATURE_NAMES),
-        "coef": [round(float(c), 6) for c in model.coef_[0]],
-        "intercept": round(float(model.intercept_[0]), 6),
+        "coef": [round(float(c), 6) for c in coef],
+        "intercept": round(float(intercept), 6),
         "calibration": {
             "x": [round(float(v), 6) for v in calibration.X_thresholds_],
             "y": [round(float(v), 6) for v in calibration.y_thresholds_],
