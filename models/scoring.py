@@ -11,7 +11,6 @@ kept apart from the one the quality benchmark measures on.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,9 +25,16 @@ DEFAULT_WEIGHTS = Path(__file__).with_name("weights.json")
 HASH_BITS = 64
 
 
+SHARED_BY_FEW = 2
+SHARED_BY_MANY = 12
+
+
 def _discount(popularity: int) -> float:
-    """1 for an avatar or bio seen on one other account, falling as more accounts share it."""
-    return 1.0 / (1.0 + math.log1p(max(0, popularity - 1)))
+    """How much a shared avatar, bio or name still says: 1 when a few accounts share it (an
+    original and its clones), nothing once many do (a default avatar, a template, John Smith)."""
+    if popularity <= SHARED_BY_FEW:
+        return 1.0
+    return max(0.0, (SHARED_BY_MANY - popularity) / (SHARED_BY_MANY - SHARED_BY_FEW))
 
 
 def _bio_strength(e: PairEvidence) -> float:

@@ -63,12 +63,20 @@ def test_a_shared_name_alone_is_not_a_likely_clone(model: ScoringModel) -> None:
 
 
 def test_a_common_avatar_counts_for_less(model: ScoringModel) -> None:
-    rare = PairEvidence(avatar=1.0, avatar_bits=0, avatar_popularity=1, display_name=0.3)
-    common = PairEvidence(avatar=1.0, avatar_bits=0, avatar_popularity=30, display_name=0.3)
+    same_name = {"display_name": 1.0, "display_name_exact": True, "name_popularity": 1}
+    rare = PairEvidence(avatar=1.0, avatar_bits=0, avatar_popularity=1, **same_name)
+    common = PairEvidence(avatar=1.0, avatar_bits=0, avatar_popularity=30, **same_name)
     rare_score, common_score = model.probabilities([rare, common])
     assert common_score < rare_score
     [verdict] = model.score([common])
     assert verdict.label != "likely_clone"
+
+
+def test_a_common_name_counts_for_less(model: ScoringModel) -> None:
+    unique = PairEvidence(display_name=1.0, display_name_exact=True, name_popularity=1, bio=0.8)
+    common = PairEvidence(display_name=1.0, display_name_exact=True, name_popularity=25, bio=0.8)
+    unique_score, common_score = model.probabilities([unique, common])
+    assert common_score < unique_score
 
 
 def test_scores_rise_with_evidence(model: ScoringModel) -> None:
