@@ -244,13 +244,24 @@ def hash_image(image: Image.Image) -> np.ndarray:
     gray = _working_gray(image)
     left, top, right, bottom = _trim_box(gray)
     w, h = right - left, bottom - top
+    views = np.stack(
+        [
+            np.asarray(
+                gray.resize(
+                    (_HASH_SIDE, _HASH_SIDE),
+                    Image.Resampling.LANCZOS,
+                    box=(left + fl * w, top + ft * h, left + fr * w, top + fb * h),
+                ),
+                dtype=np.float64,
+            )
+            for fl, ft, fr, fb in VIEW_BOXES
+        ]
+    )
+    # All views' low-frequency DCT blocks in one product: (VIEWS, 8, 8).
+    coeffs = np.einsum("ij,vjk,lk->vil", _DCT, views, _DCT, optimize=True)
     out = np.empty((2, VIEWS, CODE_BYTES), dtype=np.uint8)
-    for v, (fl, ft, fr, fb) in enumerate(VIEW_BOXES):
-        box = (left + fl * w, top + ft * h, left + fr * w, top + fb * h)
-        pixels = gray.resize((_HASH_SIDE, _HASH_SIDE), Image.Resampling.LANCZOS, box=box)
-        coeffs = _DCT @ np.asarray(pixels, dtype=np.float64) @ _DCT.T
-        out[0, v] = _bits(coeffs)
-        out[1, v] = _bits(coeffs * _MIRROR_SIGNS)
+    out[0] = _bits(coeffs.reshape(VIEWS, -1))
+    out[1] = _bits((coeffs * _MIRROR_SIGNS).reshape(VIEWS, -1))
     return out
 
 
@@ -261,7 +272,8 @@ def _working_gray(image: Image.Image) -> Image.Image:
 
 
 def _bits(coeffs: np.ndarray) -> np.ndarray:
-    return np.packbits((coeffs > np.median(coeffs)).reshape(-1))
+    """One packed code per row: each coefficient above its row's median is a 1."""
+    return np.packbits(coeffs > np.median(coeffs, axis=1, keepdims=True), axis=1)
 
 
 def _trim_box(gray: Image.Image) -> tuple[float, float, float, float]:

@@ -50,7 +50,7 @@ class BioEmbedder:
         self,
         model: str | None = None,
         *,
-        batch_size: int = 64,
+        batch_size: int = 128,
         cache_size: int = 20_000,
     ) -> None:
         # Offline by construction: a local folder, never a hub name resolved over the network.

@@ -35,7 +35,7 @@ from service.store import ProfileRow, ProfileWrite, Store
 
 logger = logging.getLogger(__name__)
 
-INGEST_BATCH = 256
+INGEST_BATCH = 512  # records per transaction; large enough to batch the model well
 DEMO_DIR = Path(__file__).with_name("demo")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -13,7 +12,7 @@ from typing import Any, Protocol, cast
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from models.errors import (
     AvatarFetchError,
@@ -29,6 +28,7 @@ from service.api.app import create_app
 from service.engine import Engine
 from service.settings import Settings
 from tests.conftest import RunningServer
+from tests.images import photo
 
 slow = pytest.mark.slow
 
@@ -40,19 +40,7 @@ def client(api_server: RunningServer) -> Iterator[httpx.Client]:
 
 
 def _avatar(seed: int, *, size: int = 256) -> Image.Image:
-    """A synthetic portrait-like image: distinct per seed, with structure a hash can see."""
-    rng = random.Random(seed)
-    image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(12):
-        x0, y0 = rng.randrange(size), rng.randrange(size)
-        x1, y1 = x0 + rng.randrange(20, size // 2), y0 + rng.randrange(20, size // 2)
-        colour = tuple(rng.randrange(256) for _ in range(3))
-        if rng.random() < 0.5:
-            draw.ellipse((x0, y0, x1, y1), fill=colour)
-        else:
-            draw.rectangle((x0, y0, x1, y1), fill=colour)
-    return image
+    return photo(seed, size=size)
 
 
 class _Response(Protocol):

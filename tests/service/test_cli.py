@@ -7,18 +7,18 @@ each command still opens the store of its `--data-dir` as a real invocation woul
 from __future__ import annotations
 
 import json
-import random
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 from typer.testing import CliRunner, Result
 
 from service.cli import app
 from service.settings import Settings
+from tests.images import photo
 
 pytestmark = pytest.mark.slow
 
@@ -52,14 +52,7 @@ def _run(opener: Opener, *args: str | Path) -> Result:
 
 
 def _avatar(seed: int, path: Path, *, size: int = 256) -> Path:
-    rng = random.Random(seed)
-    image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
-    draw = ImageDraw.Draw(image)
-    for _ in range(12):
-        x0, y0 = rng.randrange(size), rng.randrange(size)
-        x1, y1 = x0 + rng.randrange(20, size // 2), y0 + rng.randrange(20, size // 2)
-        draw.ellipse((x0, y0, x1, y1), fill=tuple(rng.randrange(256) for _ in range(3)))
-    image.save(path, format="JPEG", quality=90)
+    photo(seed, size=size).save(path, format="JPEG", quality=90)
     return path
 
 
