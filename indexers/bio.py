@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -75,19 +76,21 @@ class BioEmbedder:
         self._batch_size = batch_size
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
         logger.info("loaded embedding model %s (%d dimensions) from %s", self.name, self.dim, path)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Vectors (len(texts), dim), float32, L2-normalized; texts must be non-empty."""
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         missing: dict[str, list[int]] = {}
-        for i, text in enumerate(texts):
-            cached = self._cache.get(text)
-            if cached is not None:
-                self._cache.move_to_end(text)
-                out[i] = cached
-            else:
-                missing.setdefault(text, []).append(i)
+        with self._cache_lock:  # checks and ingests embed from several threads
+            for i, text in enumerate(texts):
+                cached = self._cache.get(text)
+                if cached is not None:
+                    self._cache.move_to_end(text)
+                    out[i] = cached
+                else:
+                    missing.setdefault(text, []).append(i)
         if missing:
             unique = list(missing)
             vectors = self._model.encode(
@@ -97,9 +100,10 @@ class BioEmbedder:
                 convert_to_numpy=True,
                 show_progress_bar=False,
             ).astype(np.float32, copy=False)
-            for text, vector in zip(unique, vectors, strict=True):
-                out[missing[text]] = vector
-                self._remember(text, vector)
+            with self._cache_lock:
+                for text, vector in zip(unique, vectors, strict=True):
+                    out[missing[text]] = vector
+                    self._remember(text, vector)
         return out
 
     def embed_bios(self, bios: Sequence[str | None]) -> list[np.ndarray | None]:
