@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -77,13 +76,6 @@ class _Prepared:
     where: str
     record: ProfileRecord
     avatar: Avatar | None
-
-
-@dataclass
-class _Batch:
-    outcomes: list[RecordOutcome | None]  # rejections filled in; the rest once committed
-    prepared: list[_Prepared]
-    vectors: Future[list[np.ndarray | None]]
 
 
 class Engine:
@@ -172,36 +164,18 @@ class Engine:
         base_dir: Path | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> IngestReport:
-        """Upsert every good record; each bad one is rejected alone, naming where and why.
-
-        Batches flow through a two-stage pipeline: the model embeds one batch on a worker
-        thread while this thread decodes the next batch's avatars and stores the previous
-        one. torch releases the GIL, so the stages overlap on the cores; each batch is still
-        acknowledged only once its transaction has committed.
-        """
+        """Upsert every good record; each bad one is rejected alone, naming where and why."""
         report = IngestReport()
         iterator = iter(items)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as embedding:
-            pending: _Batch | None = None
-            while True:
-                batch = list(islice(iterator, INGEST_BATCH))
-                current = self._prepare(batch, base_dir=base_dir, embedding=embedding)
-                if pending is not None:
-                    report.outcomes.extend(self._commit(pending))
-                    if progress is not None:
-                        progress(len(report.outcomes))
-                if not batch:
-                    return report
-                pending = current
+        while batch := list(islice(iterator, INGEST_BATCH)):
+            report.outcomes.extend(self._ingest_batch(batch, base_dir=base_dir))
+            if progress is not None:
+                progress(len(report.outcomes))
+        return report
 
-    def _prepare(
-        self,
-        batch: list[tuple[str, Any]],
-        *,
-        base_dir: Path | None,
-        embedding: ThreadPoolExecutor,
-    ) -> _Batch:
-        """Validate records and read their avatars; start embedding their bios."""
+    def _ingest_batch(
+        self, batch: list[tuple[str, Any]], *, base_dir: Path | None
+    ) -> list[RecordOutcome]:
         outcomes: list[RecordOutcome | None] = [None] * len(batch)
         prepared: list[_Prepared] = []
         for position, (where, raw) in enumerate(batch):
@@ -214,15 +188,10 @@ class Engine:
                 outcomes[position] = _rejected(where, raw, exc)
                 continue
             prepared.append(_Prepared(position, where, record, avatar))
-        bios = [p.record.bio for p in prepared]
-        return _Batch(outcomes, prepared, embedding.submit(self.embedder.embed_bios, bios))
-
-    def _commit(self, batch: _Batch) -> list[RecordOutcome]:
-        """Store one prepared batch in one transaction, then bring the indexes up to date."""
-        outcomes = batch.outcomes
-        if batch.prepared:
+        if prepared:
+            vectors = self.embedder.embed_bios([p.record.bio for p in prepared])
             writes = []
-            for p, vector in zip(batch.prepared, batch.vectors.result(), strict=True):
+            for p, vector in zip(prepared, vectors, strict=True):
                 name_key, handle_norm = name_keys(p.record.display_name, p.record.handle)
                 writes.append(
                     ProfileWrite(
@@ -237,7 +206,7 @@ class Engine:
             with self._write_lock:
                 upserted = self.store.upsert(writes)
                 self._catch_up()
-            for p, outcome in zip(batch.prepared, upserted, strict=True):
+            for p, outcome in zip(prepared, upserted, strict=True):
                 outcomes[p.position] = RecordOutcome(
                     where=p.where,
                     status="created" if outcome.created else "updated",

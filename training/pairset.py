@@ -753,7 +753,14 @@ def _make_clone(b: _Builder, original: _Original, recipe: str) -> None:
         handle, handle_tag = b.handle_from_name(person.name, platform=platform), "handle:new"
     tags.append(handle_tag)
 
-    bio, bio_tag = _clone_bio(b, orig.get("bio", ""), copy=copies_bio)
+    # A clone that copies only the name and handle leaves the rest blank or default: with a
+    # photo and a bio of its own, nothing would tell it from a namesake, and calling such a
+    # pair a clone would teach the model to flag namesakes.
+    name_only = recipe == "clone/name_handle"
+    if name_only:
+        bio, bio_tag = "", "bio:empty"
+    else:
+        bio, bio_tag = _clone_bio(b, orig.get("bio", ""), copy=copies_bio)
     tags.append(bio_tag)
 
     source = ProfileSource(person=person.key, role="clone", source_id=person.source_id)
@@ -766,7 +773,9 @@ def _make_clone(b: _Builder, original: _Original, recipe: str) -> None:
         source.photo, source.image_seed = original_source.photo, original_source.image_seed
         source.avatar_category = original_source.avatar_category
     else:
-        choice = rng.choices(("none", "default", "different"), (0.4, 0.4, 0.2))[0]
+        choice = rng.choices(
+            ("none", "default", "different"), (0.4, 0.4, 0.0 if name_only else 0.2)
+        )[0]
         tags.append(f"avatar:{choice}")
         if choice == "default":
             source.default_avatar = rng.choices(DEFAULT_AVATARS, _DEFAULT_WEIGHTS)[0]
