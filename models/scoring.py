@@ -171,6 +171,10 @@ def reasons(e: PairEvidence) -> list[str]:
             out.append("avatar is the same image: all 64 hash bits agree")
         elif e.avatar >= 0.6:
             out.append(f"avatar is a near-copy: {e.avatar_bits} of {HASH_BITS} bits differ")
+        elif _avatar_differs(e) >= 0.5:
+            out.append(
+                f"avatars are different pictures: {e.avatar_bits} of {HASH_BITS} bits differ"
+            )
         if e.avatar >= 0.6 and e.avatar_popularity > 3:
             out.append(
                 f"but that avatar is shared by {e.avatar_popularity} accounts "
@@ -198,6 +202,8 @@ def reasons(e: PairEvidence) -> list[str]:
             out.append(f"bio nearly identical (cosine similarity {e.bio:.2f})")
         elif e.bio >= 0.75:
             out.append(f"bio similar in meaning (cosine similarity {e.bio:.2f})")
+        elif _bio_differs(e) >= 0.5:
+            out.append(f"bios are unrelated (cosine similarity {e.bio:.2f})")
         if e.bio >= 0.9 and e.bio_popularity > 3:
             out.append(
                 f"but that bio is shared by {e.bio_popularity} accounts (a template), "

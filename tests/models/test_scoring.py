@@ -123,3 +123,12 @@ def test_labels_follow_the_thresholds(model: ScoringModel) -> None:
     assert t.label(t.likely_clone) == "likely_clone"
     assert t.label(t.possible_clone) == "possible_clone"
     assert t.label(max(0.0, t.possible_clone - 0.01)) == "unlikely"
+
+
+def test_reasons_say_what_differs() -> None:
+    namesake = PairEvidence(
+        avatar=0.25, avatar_bits=24, display_name=1.0, display_name_verbatim=True, bio=0.1
+    )
+    text = reasons(namesake)
+    assert "avatars are different pictures: 24 of 64 bits differ" in text
+    assert "bios are unrelated (cosine similarity 0.10)" in text
