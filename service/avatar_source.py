@@ -75,7 +75,8 @@ class AvatarSource:
 
         Precedence when several are given: `avatar_base64`, then `avatar_path`, then
         `avatar_url`. A relative `avatar_path` resolves against `base_dir` (the folder of the file
-        that named it), else the working directory.
+        that named it). `base_dir=None` means the record came from a network client, which must
+        never make the service read its own files: `avatar_path` is then refused.
         """
         if record.avatar_base64:
             return self._from_base64(record.avatar_base64)
@@ -109,8 +110,14 @@ class AvatarSource:
     # -- local file ---------------------------------------------------------------------------
 
     def _from_path(self, name: str, *, base_dir: Path | None) -> bytes:
+        if base_dir is None:
+            raise InvalidRecordError(
+                "avatar_path: local files are read only for records from a file named on the "
+                "command line; send avatar_base64 or avatar_url instead",
+                field="avatar_path",
+            )
         path = Path(name).expanduser()
-        if not path.is_absolute() and base_dir is not None:
+        if not path.is_absolute():
             path = base_dir / path
         try:
             info = path.stat()

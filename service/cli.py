@@ -338,6 +338,7 @@ def _query_record(
         if not avatar.is_file():
             raise InvalidInputError(f"--avatar {avatar}: no such file")
         record["avatar_path"] = str(avatar.resolve())
+        base_dir = base_dir or Path.cwd()
     if not record:
         raise InvalidInputError(
             "nothing to check: give --platform/--handle, --name, --bio, --avatar or --profile"

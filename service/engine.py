@@ -164,7 +164,12 @@ class Engine:
         base_dir: Path | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> IngestReport:
-        """Upsert every good record; each bad one is rejected alone, naming where and why."""
+        """Upsert every good record; each bad one is rejected alone, naming where and why.
+
+        `base_dir` is the folder of the file the records came from, which relative
+        `avatar_path`s resolve against; without one (records from the network) no local file
+        is ever read.
+        """
         report = IngestReport()
         iterator = iter(items)
         while batch := list(islice(iterator, INGEST_BATCH)):

@@ -116,6 +116,17 @@ def test_list_with_a_bad_record_keeps_the_good_one(client: httpx.Client) -> None
 
 
 @slow
+def test_a_client_cannot_make_the_server_read_its_files(client: httpx.Client) -> None:
+    report = _ingest(
+        client, {"platform": "twitter", "handle": "snoop", "avatar_path": "/etc/passwd"}
+    )
+    assert report["rejected"] == 1
+    assert report["results"][0]["error"]["field"] == "avatar_path"
+    check = client.post("/v1/checks", json={"avatar_path": "/etc/hostname"})
+    assert _assert_error(check, 422)["details"][0]["field"] == "avatar_path"
+
+
+@slow
 def test_same_identity_in_another_case_updates_the_one_profile(client: httpx.Client) -> None:
     first = _ingest(client, {"platform": "Twitter", "handle": "CaseUser", "bio": "first"})
     assert first["results"] == [

@@ -202,6 +202,14 @@ def test_path_absolute_ignores_base_dir(tmp_path: Path) -> None:
     assert _source().read(record, base_dir=Path("/nonexistent")) == IMAGE
 
 
+def test_path_refused_for_records_from_the_network(tmp_path: Path) -> None:
+    (tmp_path / "secret.png").write_bytes(IMAGE)
+    with pytest.raises(InvalidRecordError) as info:
+        _source().read(_record(avatar_path=str(tmp_path / "secret.png")), base_dir=None)
+    assert info.value.field == "avatar_path"
+    assert "command line" in info.value.message
+
+
 def test_path_missing_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(InvalidRecordError) as info:
         _source().read(_record(avatar_path="missing.png"), base_dir=tmp_path)
