@@ -81,6 +81,15 @@ class Matcher:
         found.pop(exclude_id, None)  # type: ignore[arg-type]
         return Candidates(list(found), Popularity(avatar=avatar_popularity, bio=bio_popularity))
 
+    def neighbourhood(
+        self, query: ProfileSide, *, exclude_id: int | None
+    ) -> tuple[list[ProfileRow], Popularity]:
+        """The candidate profiles, loaded in one query, and how common the query's avatar,
+        bio and name are among the indexed profiles."""
+        found = self.candidates(query, exclude_id=exclude_id)
+        rows = self._store.get_many(found.ids)
+        return rows, replace(found.popularity, name=name_popularity(query, rows))
+
     def evidence(
         self, query: ProfileSide, rows: Sequence[ProfileRow], *, popularity: Popularity
     ) -> list[PairEvidence]:
@@ -96,15 +105,10 @@ class Matcher:
         min_score: float,
     ) -> list[Match]:
         """The best `top_k` matches scoring at least `min_score`, highest first."""
-        found = self.candidates(query, exclude_id=exclude_id)
-        rows = [
-            row
-            for row in self._store.get_many(found.ids)
-            if identity_key(row.platform, row.handle) != query_key
-        ]
+        neighbours, popularity = self.neighbourhood(query, exclude_id=exclude_id)
+        rows = [row for row in neighbours if identity_key(row.platform, row.handle) != query_key]
         if not rows:
             return []
-        popularity = replace(found.popularity, name=name_popularity(query, rows))
         evidence = self.evidence(query, rows, popularity=popularity)
         verdicts = self._scorer.score(evidence)
         order = np.argsort([-v.score for v in verdicts], kind="stable")

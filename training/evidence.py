@@ -12,13 +12,12 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from models.result import PairEvidence
 from service.engine import Engine
 from service.features import side_of_row
-from service.matcher import name_popularity
 from service.settings import Settings
 from training.pairset import Corpus, LabelledPair
 
@@ -58,9 +57,7 @@ def measure_pairs(engine: Engine, pairs: list[LabelledPair]) -> list[MeasuredPai
         if query_row is None:
             raise KeyError(f"query profile {query_key} is not in the corpus")
         query_side = side_of_row(query_row)
-        found = engine.matcher.candidates(query_side, exclude_id=query_row.id)
-        neighbours = engine.store.get_many(found.ids)
-        popularity = replace(found.popularity, name=name_popularity(query_side, neighbours))
+        _, popularity = engine.matcher.neighbourhood(query_side, exclude_id=query_row.id)
         rows = [engine.store.get(*pair.candidate) for pair in group]
         if any(row is None for row in rows):
             raise KeyError(f"a candidate of {query_key} is not in the corpus")
