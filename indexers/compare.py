@@ -6,7 +6,7 @@ check, a scan and the training script measure pairs with exactly the same code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -90,27 +90,35 @@ def compare(
     return evidence
 
 
+def _batched(
+    query_value: np.ndarray | None,
+    candidate_values: Sequence[np.ndarray | None],
+    measure: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> list[float | None]:
+    """`measure(query, stacked candidates)` in one call for the candidates that have the
+    field; None where either side lacks it."""
+    out: list[float | None] = [None] * len(candidate_values)
+    present = [i for i, value in enumerate(candidate_values) if value is not None]
+    if query_value is None or not present:
+        return out
+    measured = measure(query_value, np.stack([candidate_values[i] for i in present]))  # type: ignore[misc]
+    for row, i in enumerate(present):
+        out[i] = float(measured[row])
+    return out
+
+
 def _avatar_bits(query: ProfileSide, candidates: Sequence[ProfileSide]) -> list[int | None]:
-    bits: list[int | None] = [None] * len(candidates)
-    if query.avatar_hashes is None:
-        return bits
-    present = [i for i, c in enumerate(candidates) if c.avatar_hashes is not None]
-    if present:
-        stacked = np.stack([candidates[i].avatar_hashes for i in present])  # type: ignore[misc]
-        distances = avatar_hashing.avatar_distances(query.avatar_hashes, stacked)
-        for row, i in enumerate(present):
-            bits[i] = int(distances[row])
-    return bits
+    bits = _batched(
+        query.avatar_hashes,
+        [c.avatar_hashes for c in candidates],
+        avatar_hashing.avatar_distances,
+    )
+    return [None if b is None else int(b) for b in bits]
 
 
 def _bio_scores(query: ProfileSide, candidates: Sequence[ProfileSide]) -> list[float | None]:
-    scores: list[float | None] = [None] * len(candidates)
-    if query.bio_vector is None:
-        return scores
-    present = [i for i, c in enumerate(candidates) if c.bio_vector is not None]
-    if present:
-        matrix = np.stack([candidates[i].bio_vector for i in present])  # type: ignore[misc]
-        cosines = matrix @ query.bio_vector
-        for row, i in enumerate(present):
-            scores[i] = float(np.clip(cosines[row], 0.0, 1.0))
-    return scores
+    return _batched(
+        query.bio_vector,
+        [c.bio_vector for c in candidates],
+        lambda q, matrix: np.clip(matrix @ q, 0.0, 1.0),
+    )
