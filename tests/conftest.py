@@ -29,6 +29,12 @@ class RunningServer:
     log_path: Path
     max_body_bytes: int
     max_records: int
+    admin_key: str  # written by the server at first start to DATA_DIR/admin.key
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers that authenticate as the admin key the server created."""
+        return {"Authorization": f"Bearer {self.admin_key}"}
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -79,7 +85,11 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_until_ready(process, url, log_path)
-        yield RunningServer(url, data_dir, log_path, SERVER_MAX_BODY_BYTES, SERVER_MAX_RECORDS)
+        key_file = data_dir / "admin.key"
+        admin_key = key_file.read_text(encoding="utf-8").strip() if key_file.exists() else ""
+        yield RunningServer(
+            url, data_dir, log_path, SERVER_MAX_BODY_BYTES, SERVER_MAX_RECORDS, admin_key
+        )
     finally:
         process.terminate()
         try:
