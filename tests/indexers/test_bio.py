@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from indexers.bio import BioEmbedder, normalize_bio
+from models.errors import ConfigurationError
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +36,13 @@ def test_identical_texts_are_embedded_once(
     embedder: BioEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[str] = []
-    original = embedder._model.encode
+    original = embedder._encode
 
-    def counting(texts: list[str], **kwargs: Any) -> Any:
+    def counting(texts: list[str]) -> Any:
         seen.extend(texts)
-        return original(texts, **kwargs)
+        return original(texts)
 
-    monkeypatch.setattr(embedder._model, "encode", counting)
+    monkeypatch.setattr(embedder, "_encode", counting)
     bios = ["Follow me for more! #teamfollowback"] * 5 + ["Unique text about tidal energy"]
     vectors = embedder.embed_bios(bios)
     assert len(seen) == len(set(seen)) <= 2
@@ -64,3 +66,34 @@ def test_a_copied_bio_stays_close_and_an_unrelated_one_does_not(embedder: BioEmb
 def test_normalize_bio_collapses_whitespace_and_compatibility_forms() -> None:
     assert normalize_bio("  Ｊane\n\n doe  ") == "Jane doe"
     assert normalize_bio(None) == ""
+
+
+BIOS = [
+    "Marine biologist in Lisbon. Writing about octopus intelligence.",
+    "Bitcoin trader, gym rat, living my best life in Miami",
+    "Mum of three, nurse, Liverpool fan. Views my own.",
+    "Официальный аккаунт. Новости и события",
+    "x",
+]
+
+
+def test_the_quantized_model_agrees_with_the_float_model(embedder: BioEmbedder) -> None:
+    reference = BioEmbedder(backend="torch").embed(BIOS)
+    quantized = embedder.embed(BIOS)
+    assert embedder.name == "all-MiniLM-L6-v2+onnx-int8"
+    assert np.all(np.sum(reference * quantized, axis=1) > 0.97)
+
+
+def test_the_export_is_made_once_and_reused(tmp_path: Path) -> None:
+    first = BioEmbedder(cache_dir=tmp_path)
+    exported = list(tmp_path.glob("*.onnx"))
+    assert len(exported) == 1
+    made_at = exported[0].stat().st_mtime_ns
+    second = BioEmbedder(cache_dir=tmp_path)
+    assert [p.stat().st_mtime_ns for p in tmp_path.glob("*.onnx")] == [made_at]
+    assert np.array_equal(first.embed(BIOS), second.embed(BIOS))
+
+
+def test_an_unknown_backend_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="unknown embedding backend"):
+        BioEmbedder(backend="gpu-magic")  # type: ignore[arg-type]
