@@ -72,6 +72,19 @@ def evaluate(*, seed: int) -> dict[str, Any]:
     }
     report["namesake_false_flags"] = _kind_rate(per_kind, "namesake")
     report["shared_default_avatar_false_flags"] = _kind_rate(per_kind, "shared_default_avatar")
+    # The mistakes themselves, so a reader can judge them rather than trust a rate.
+    report["false_flags"] = [
+        {
+            "kind": m.pair.kind,
+            "query": "/".join(m.pair.query),
+            "candidate": "/".join(m.pair.candidate),
+            "transforms": m.pair.transforms,
+            "score": round(v.score, 3),
+            "reasons": v.reasons,
+        }
+        for m, v, hit in zip(measured, verdicts, flagged, strict=True)
+        if hit and not m.pair.is_clone
+    ]
 
     decided = right = clones_with_truth = 0
     for m, v in zip(measured, verdicts, strict=True):
@@ -87,8 +100,10 @@ def evaluate(*, seed: int) -> dict[str, Any]:
     }
 
     bands = []
-    for low in np.arange(0.0, 1.0, 0.1):
-        in_band = (scores >= low) & (scores < low + 0.1 if low < 0.9 else scores <= 1.0)
+    for tenth in range(10):
+        # Whole tenths, not a float range: 0.6 must fall in the 0.6-0.7 band, not between two.
+        low = tenth / 10
+        in_band = (scores >= low) & (scores < (tenth + 1) / 10 if tenth < 9 else scores <= 1.0)
         if in_band.any():
             bands.append(
                 {

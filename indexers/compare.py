@@ -53,6 +53,7 @@ def compare(
     bio_scores = _bio_scores(query, candidates)
     query_bio = normalize_bio(query.bio)
     query_lookalikes = text.lookalikes(query.display_name or "")
+    query_handle_rest = text.handle_beyond_name(query.handle_norm, query.name_key)
     evidence = []
     for i, cand in enumerate(candidates):
         bits = avatar_bits[i]
@@ -68,6 +69,7 @@ def compare(
             else None
         )
         cand_bio = normalize_bio(cand.bio)
+        cand_handle_rest = text.handle_beyond_name(cand.handle_norm, cand.name_key)
         evidence.append(
             PairEvidence(
                 avatar=None if bits is None else avatar_hashing.avatar_similarity(bits),
@@ -78,6 +80,10 @@ def compare(
                 display_name_verbatim=text.is_verbatim(query.display_name, cand.display_name),
                 handle=handle_sim,
                 handle_exact=bool(query.handle_norm) and query.handle_norm == cand.handle_norm,
+                handle_from_name=handle_sim is not None
+                and _agree_only_in_the_name(query_handle_rest, cand_handle_rest),
+                handles_only_name=handle_sim is not None
+                and query_handle_rest == cand_handle_rest == "",
                 bio=bio_scores[i],
                 bio_exact=bool(query_bio) and query_bio.casefold() == cand_bio.casefold(),
                 bio_popularity=popularity.bio,
@@ -88,6 +94,14 @@ def compare(
             )
         )
     return evidence
+
+
+def _agree_only_in_the_name(query_rest: str | None, candidate_rest: str | None) -> bool:
+    """Whether two handles that both spell their display name share nothing else: both are
+    the bare name, or what each adds to it differs ("mayaokafor" and "mayaokaforart")."""
+    if query_rest is None or candidate_rest is None:
+        return False
+    return query_rest == candidate_rest == "" or query_rest != candidate_rest
 
 
 def _batched(

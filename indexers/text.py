@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rapidfuzz import fuzz
+from rapidfuzz import fuzz, process
 
 from models.errors import ConfigurationError
 
@@ -412,6 +412,86 @@ def handle_similarity(a: str, b: str) -> float:
     return fuzz.ratio(a, b) / 100.0
 
 
+def name_similarities(queries: list[str], choices: list[str]) -> np.ndarray:
+    """`name_similarity` of every (query, choice) pair, (len(queries), len(choices)) float32.
+
+    The same measure computed in rapidfuzz's C loops, each distinct string once, for screening
+    many pairs at once (a batch of ingested profiles against a watchlist); equal to the
+    pairwise function up to float32 rounding.
+    """
+    (queries, q_of), (choices, c_of) = _distinct(queries), _distinct(choices)
+    out = np.zeros((len(queries), len(choices)), dtype=np.float32)
+    if queries and choices:
+        plain = process.cdist(queries, choices, scorer=fuzz.ratio, dtype=np.float32)
+        by_tokens = process.cdist(queries, choices, scorer=fuzz.token_sort_ratio, dtype=np.float32)
+        token_set = _token_set_ratios(queries, choices)
+        spaces_q = np.fromiter((q.count(" ") for q in queries), dtype=np.int64, count=len(queries))
+        spaces_c = np.fromiter((c.count(" ") for c in choices), dtype=np.int64, count=len(choices))
+        damp = np.where(np.minimum.outer(spaces_q, spaces_c) >= 1, 0.9, 0.75).astype(np.float32)
+        best = np.maximum(np.maximum(plain, by_tokens), token_set * damp) / 100.0
+        np.minimum(best, 1.0, out=out)
+    return _spread(out, queries, q_of, choices, c_of)
+
+
+def handle_similarities(queries: list[str], choices: list[str]) -> np.ndarray:
+    """`handle_similarity` of every (query, choice) pair at once, as `name_similarities`."""
+    (queries, q_of), (choices, c_of) = _distinct(queries), _distinct(choices)
+    out = np.zeros((len(queries), len(choices)), dtype=np.float32)
+    if queries and choices:
+        ratios = process.cdist(queries, choices, scorer=fuzz.ratio, dtype=np.float32)
+        np.divide(ratios, 100.0, out=out)
+    return _spread(out, queries, q_of, choices, c_of)
+
+
+def _token_set_ratios(queries: list[str], choices: list[str]) -> np.ndarray:
+    """`fuzz.token_set_ratio` of every pair, at the cost of the cheap ratio for most of them.
+
+    Two names without a token in common have no intersection, and then the token-set ratio is
+    the token-sort ratio of their distinct tokens (measured equal on every such pair), which
+    rapidfuzz computes many times faster; only pairs that share a token take the full measure.
+    """
+
+    def distinct_tokens(name: str) -> str:
+        return " ".join(sorted(set(name.split())))
+
+    out = process.cdist(
+        [distinct_tokens(q) for q in queries],
+        [distinct_tokens(c) for c in choices],
+        scorer=fuzz.token_sort_ratio,
+        dtype=np.float32,
+    )
+    holders: dict[str, list[int]] = {}
+    for j, choice in enumerate(choices):
+        for token in set(choice.split()):
+            holders.setdefault(token, []).append(j)
+    for i, query in enumerate(queries):
+        sharing = sorted({j for token in set(query.split()) for j in holders.get(token, ())})
+        if sharing:
+            out[i, sharing] = process.cdist(
+                [query],
+                [choices[j] for j in sharing],
+                scorer=fuzz.token_set_ratio,
+                dtype=np.float32,
+            )[0]
+    return np.asarray(out, dtype=np.float32)
+
+
+def _distinct(items: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct strings, and where each item's string is among them."""
+    position: dict[str, int] = {}
+    where = [position.setdefault(item, len(position)) for item in items]
+    return list(position), np.asarray(where, dtype=np.intp)
+
+
+def _spread(
+    distinct: np.ndarray, queries: list[str], q_of: np.ndarray, choices: list[str], c_of: np.ndarray
+) -> np.ndarray:
+    """The matrix over every item from the one over distinct strings; an empty string is 0."""
+    distinct[[i for i, q in enumerate(queries) if not q], :] = 0.0
+    distinct[:, [i for i, c in enumerate(choices) if not c]] = 0.0
+    return np.ascontiguousarray(distinct[np.ix_(q_of, c_of)], dtype=np.float32)
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _key(text: str) -> int:
     # _WHOLE marks whole strings, so the handle "abc" is not the inner 3-gram "abc".
@@ -476,3 +556,46 @@ def is_verbatim(a: str | None, b: str | None) -> bool:
         return False
     left = unicodedata.normalize("NFC", a).strip()
     return bool(left) and left == unicodedata.normalize("NFC", b).strip()
+
+
+@functools.lru_cache(maxsize=65_536)
+def handle_beyond_name(handle_norm: str, name_key: str) -> str | None:
+    """What a handle holds besides a spelling of its display name, or None when no part of it
+    spells the name: "" for "mariagarcia", "jkhan" or "garciam" (Maria Garcia, J Khan), "art"
+    for "mayaokaforart" (Maya Okafor), None for "mglovesbooks".
+
+    A spelling is a run of prefixes of distinct name words, one of them a whole word of three
+    letters or more. Two handles that agree only in such a spelling agree the way namesakes'
+    handles do; what is left over is the part that carries an identity of its own.
+    """
+    # The skeleton folds a capital I to l in names (where "Ivanova" was written capitalised)
+    # but leaves a handle's lowercase i: compare with the two as one letter.
+    handle = handle_norm.replace("i", "l")
+    words = [
+        w for w in (re.sub(r"\W", "", word).replace("i", "l") for word in name_key.split()) if w
+    ]
+    if not handle or not words or len(words) > 6:
+        return None
+    if not any(len(w) >= 3 and w in handle for w in words):
+        return None  # the common case, answered at once: no whole name word in the handle
+
+    @functools.cache
+    def spelled_length(at: int, unused: frozenset[int], whole_word_used: bool) -> int:
+        """The longest spelling that starts at `at` (0 when none)."""
+        best = at if whole_word_used else -1
+        for i in unused:
+            word = words[i]
+            for size in range(min(len(word), len(handle) - at), 0, -1):
+                if handle.startswith(word[:size], at):
+                    end = spelled_length(
+                        at + size, unused - {i}, whole_word_used or (size == len(word) >= 3)
+                    )
+                    best = max(best, end)
+        return best
+
+    all_words = frozenset(range(len(words)))
+    spans = ((at, spelled_length(at, all_words, False)) for at in range(len(handle)))
+    start, end = max(spans, key=lambda span: (span[1] - span[0], -span[0]))
+    if end <= start:
+        return None
+    return handle_norm[:start] + handle_norm[end:]

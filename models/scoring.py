@@ -62,6 +62,18 @@ def _bio_differs(e: PairEvidence) -> float:
     return 0.0 if e.bio is None else max(0.0, (0.4 - e.bio) / 0.4)
 
 
+def name_is_the_only_link(e: PairEvidence) -> bool:
+    """Whether nothing but the display name ties the pair: no copied photo or bio, and no
+    handle beyond the bare name spelled out (which a namesake would pick too)."""
+    own_handle_match = (e.handle or 0.0) >= 0.8 and not e.handles_only_name
+    return (
+        (e.display_name or 0.0) >= 0.8
+        and _avatar_strength(e) < 0.2
+        and _bio_strength(e) < 0.2
+        and not own_handle_match
+    )
+
+
 def _strong_fields(e: PairEvidence) -> float:
     return float(
         (_avatar_strength(e) >= 0.4)
@@ -90,8 +102,12 @@ FEATURES: dict[str, Callable[[PairEvidence], float]] = {
     "strong_fields": _strong_fields,
     "avatar_differs": _avatar_differs,
     "bio_differs": _bio_differs,
+    # A handle that only spells the display name is what any namesake would pick: this takes
+    # back part of the handle's weight (how much is learned) when both handles are such.
+    "handle_from_name": lambda e: (e.handle or 0.0) * float(e.handle_from_name),
 }
-CONTRADICTING_FEATURES = frozenset({"avatar_differs", "bio_differs"})
+# Features that can only count against a pair (their weights are kept at or below zero).
+CONTRADICTING_FEATURES = frozenset({"avatar_differs", "bio_differs", "handle_from_name"})
 FEATURE_NAMES = tuple(FEATURES)
 
 
@@ -137,6 +153,21 @@ class ScoringModel:
     def load(cls, path: Path | None = None) -> ScoringModel:
         return cls(json.loads((path or DEFAULT_WEIGHTS).read_text(encoding="utf-8")))
 
+    @classmethod
+    def untrained(cls) -> ScoringModel:
+        """A model that knows the features but weighs none of them: what training measures
+        pairs with, since the weights on disk may be for other features."""
+        return cls(
+            {
+                "features": list(FEATURE_NAMES),
+                "coef": [0.0] * len(FEATURE_NAMES),
+                "intercept": 0.0,
+                "calibration": {"x": [0.0, 1.0], "y": [0.0, 1.0]},
+                "thresholds": {"likely_clone": 0.8, "possible_clone": 0.4},
+                "version": "untrained",
+            }
+        )
+
     def probabilities(self, evidence: Sequence[PairEvidence]) -> np.ndarray:
         """Calibrated clone probabilities, one per pair."""
         if not evidence:
@@ -144,23 +175,33 @@ class ScoringModel:
         raw = feature_matrix(evidence) @ self.coef + self.intercept
         uncalibrated = 1.0 / (1.0 + np.exp(-raw))
         calibrated = np.interp(uncalibrated, self.calibration_x, self.calibration_y)
+        # Namesakes exist: a name, even with a handle that only spells it, is never enough for
+        # likely_clone. Such pairs stay reviewable (possible_clone) however the corpus that
+        # trained the weights happened to balance them.
+        ceiling = (self.thresholds.possible_clone + self.thresholds.likely_clone) / 2
+        only_name = np.fromiter((name_is_the_only_link(e) for e in evidence), dtype=bool)
+        calibrated = np.where(only_name, np.minimum(calibrated, ceiling), calibrated)
         # No pair of profiles proves identity beyond doubt, nor rules it out entirely.
         return np.clip(calibrated, 0.001, 0.999)
 
     def score(self, evidence: Sequence[PairEvidence]) -> list[Verdict]:
         """A verdict per pair: score, label, quotable reasons and which side is the copy."""
-        verdicts = []
-        for e, p in zip(evidence, self.probabilities(evidence), strict=True):
-            score = round(float(p), 4)
-            verdicts.append(
-                Verdict(
-                    score=score,
-                    label=self.thresholds.label(score),
-                    reasons=reasons(e),
-                    likely_impersonator=likely_impersonator(e.query_context, e.candidate_context),
-                )
-            )
-        return verdicts
+        return [
+            self.verdict(e, p) for e, p in zip(evidence, self.probabilities(evidence), strict=True)
+        ]
+
+    def verdict(self, evidence: PairEvidence, probability: float) -> Verdict:
+        """The verdict of one pair whose probability is known: callers that rank many pairs
+        compute probabilities in one batch and explain only the pairs they keep."""
+        score = round(float(probability), 4)
+        return Verdict(
+            score=score,
+            label=self.thresholds.label(score),
+            reasons=reasons(evidence),
+            likely_impersonator=likely_impersonator(
+                evidence.query_context, evidence.candidate_context
+            ),
+        )
 
 
 def reasons(e: PairEvidence) -> list[str]:
@@ -195,6 +236,8 @@ def reasons(e: PairEvidence) -> list[str]:
             )
         elif e.handle >= 0.8:
             out.append(f"handle is similar ({e.handle:.0%} alike)")
+        if e.handle_from_name and e.handle >= 0.8:
+            out.append("but both handles just spell the display name, as a namesake's would")
     if e.bio is not None:
         if e.bio_exact:
             out.append("bio copied verbatim")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.result import PairEvidence
+from models.scoring import ScoringModel
 from service.engine import Engine
 from service.features import side_of_row
 from service.settings import Settings
@@ -31,10 +32,12 @@ class MeasuredPair:
 
 
 @contextmanager
-def corpus_engine(corpus: Corpus, *, data_dir: Path | None = None) -> Iterator[Engine]:
+def corpus_engine(
+    corpus: Corpus, *, data_dir: Path | None = None, scorer: ScoringModel | None = None
+) -> Iterator[Engine]:
     """A throw-away engine (SQLite and FAISS in a temp folder) holding the whole corpus."""
     with tempfile.TemporaryDirectory(prefix="clonefinder-corpus-") as tmp:
-        engine = Engine.open(Settings(data_dir=data_dir or Path(tmp)))
+        engine = Engine.open(Settings(data_dir=data_dir or Path(tmp)), scorer=scorer)
         try:
             items = ((f"index {i}", record) for i, record in enumerate(corpus.profiles))
             report = engine.ingest(items)

@@ -94,6 +94,9 @@ _MIN_NEGATIVES = 6
 # Enough accounts per default avatar that its commonness shows at corpus level, at any size.
 MIN_DEFAULT_SHARE = 50
 _DEFAULT_WEIGHTS = (0.4, 0.25, 0.2, 0.15)
+# Words people add to their own name when it is taken ("maria_garcia_art", "drmariagarcia").
+NAMESAKE_HANDLE_WORDS = ("art", "music", "photo", "writes", "fit", "design", "travels", "dr",
+                         "dev", "reads", "md", "cooks", "films", "law", "coach")  # fmt: skip
 
 _SPLIT_SALT = "clonefinder-split-v1"
 _IMAGE_SEED_BASE: dict[str, int] = {"train": 0, "test": 1_000_000_000}
@@ -855,8 +858,11 @@ def _namesakes(b: _Builder, originals: list[_Original], count: int) -> None:
         group = []
         similar = b.rng.random() < 0.4
         first, last = (w.lower() for w in (name.split()[0], name.split()[-1]))
+        word = b.rng.choice(NAMESAKE_HANDLE_WORDS)
         styles = [f"{first}{last}", f"{first}_{last}{b.rng.randint(10, 99)}", f"{first[0]}{last}",
-                  f"{last}{first}", f"{first}{last}{b.rng.randint(1970, 2005)}"]  # fmt: skip
+                  f"{last}{first}", f"{first}{last}{b.rng.randint(1970, 2005)}",
+                  f"{first}_{last}_{word}", f"{word}{first}{last}"]  # fmt: skip
+        b.rng.shuffle(styles)
         for i in range(b.rng.randint(2, 4)):
             person = b.generated_person(name)
             if similar:

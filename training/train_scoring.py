@@ -25,6 +25,7 @@ from models.scoring import (
     CONTRADICTING_FEATURES,
     DEFAULT_WEIGHTS,
     FEATURE_NAMES,
+    ScoringModel,
     feature_matrix,
 )
 from training.evidence import corpus_engine, measure_pairs
@@ -74,7 +75,7 @@ def fit_monotone_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, flo
 def train(*, seed: int) -> dict[str, object]:
     corpus = build_corpus("train", seed=seed)
     logger.info("train corpus: %d profiles, %d pairs", len(corpus.profiles), len(corpus.pairs))
-    with corpus_engine(corpus) as engine:
+    with corpus_engine(corpus, scorer=ScoringModel.untrained()) as engine:
         measured = measure_pairs(engine, corpus.pairs)
     x = feature_matrix([m.evidence for m in measured])
     y = np.array([m.pair.is_clone for m in measured], dtype=int)

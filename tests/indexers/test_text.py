@@ -396,3 +396,40 @@ def test_real_twitter_names_and_handles_normalize_sensibly() -> None:
             assert normalized, name
             assert name_similarity(normalized, normalize_name(name)) == 1.0
         assert normalized == " ".join(normalized.split())
+
+
+@pytest.mark.parametrize(
+    ("handle", "name", "rest"),
+    [
+        ("mariagarcia67", "Maria Garcia", ""),
+        ("maria_garcia", "María García", ""),
+        ("jkhan609", "J Khan", ""),
+        ("oivanova314", "Olga Ivanova", ""),
+        ("garciam", "Maria Garcia", ""),
+        ("mariagar", "Maria Garcia", ""),
+        ("jane_d0e", "Jane Doe", ""),
+        ("BarackObama", "Barack Obama", ""),
+        ("maya_okafor_art", "Maya Okafor", "art"),
+        ("art_by_mayaokafor", "Maya Okafor", "artby"),
+        ("janedoejanedoe", "Jane Doe", "janedoe"),  # each name word spells once
+    ],
+)
+def test_a_handle_made_of_the_name_leaves_only_its_own_part(
+    handle: str, name: str, rest: str
+) -> None:
+    assert text.handle_beyond_name(text.normalize_handle(handle), text.normalize_name(name)) == rest
+
+
+@pytest.mark.parametrize(
+    ("handle", "name"),
+    [
+        ("mg_lovesbooks", "Maria Garcia"),  # words of its own
+        ("potus", "Barack Obama"),
+        ("m", "Maria Garcia"),  # an initial is not a spelling
+        ("marigar", "Maria Garcia"),  # no whole word: a nickname of its own
+        ("", "Jane Doe"),
+        ("janedoe", ""),
+    ],
+)
+def test_a_handle_of_its_own_does_not_spell_the_name(handle: str, name: str) -> None:
+    assert text.handle_beyond_name(text.normalize_handle(handle), text.normalize_name(name)) is None

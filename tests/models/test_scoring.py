@@ -62,6 +62,22 @@ def test_a_shared_name_alone_is_not_a_likely_clone(model: ScoringModel) -> None:
     assert verdict.label != "likely_clone"
 
 
+def test_a_name_with_a_handle_that_only_spells_it_is_not_a_likely_clone(
+    model: ScoringModel,
+) -> None:
+    """@mariagarcia67 and @mariagarcia, both "Maria Garcia", nothing else in common: what two
+    namesakes look like. The same pair with a handle of its own (@mg_reads) is a copy."""
+    spelled = PairEvidence(
+        display_name=1.0, display_name_exact=True, handle=1.0, handle_exact=True,
+        handle_from_name=True, handles_only_name=True,
+    )  # fmt: skip
+    own = PairEvidence(display_name=1.0, display_name_exact=True, handle=1.0, handle_exact=True)
+    spelled_verdict, own_verdict = model.score([spelled, own])
+    assert spelled_verdict.label == "possible_clone"
+    assert own_verdict.label == "likely_clone"
+    assert "both handles just spell the display name" in " ".join(spelled_verdict.reasons)
+
+
 def test_a_common_avatar_counts_for_less(model: ScoringModel) -> None:
     same_name = {"display_name": 1.0, "display_name_exact": True, "name_popularity": 1}
     rare = PairEvidence(avatar=1.0, avatar_bits=0, avatar_popularity=1, **same_name)
