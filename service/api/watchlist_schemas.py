@@ -1,0 +1,194 @@
+"""Request and response models of the watchlist, alert and webhook-delivery endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.result import Label, Side
+from service.api.schemas import ProfileIn
+from service.store.watchlist import AlertRow, DeliveryRow, EntryRow
+from service.watchlist import AlertPage, Registered, alert_document, entry_document
+
+
+class IdentityIn(ProfileIn):
+    """The protected identity: a profile record (any of name, bio or avatar will do), or the
+    platform and handle of a stored profile, whose stored fields fill in the rest."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={"examples": [{"platform": "twitter", "handle": "janedoe"}]},
+    )
+
+    platform: str | None = None  # type: ignore[assignment]
+    handle: str | None = None  # type: ignore[assignment]
+
+
+class WatchlistIn(BaseModel):
+    """A new watchlist entry. The identity's fields may also be sent at the top level, next
+    to `threshold` and `webhook_url`, instead of under `identity`."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "identity": {"platform": "twitter", "handle": "janedoe"},
+                    "threshold": 0.8,
+                    "webhook_url": "https://hooks.example.com/clonefinder",
+                },
+                {
+                    "display_name": "Jane Doe",
+                    "bio": "Marine biologist in Lisbon.",
+                    "avatar_url": "https://example.com/jane.jpg",
+                },
+            ]
+        },
+    )
+
+    identity: IdentityIn | None = None
+    threshold: float | None = Field(
+        default=None,
+        le=1.0,
+        description="least score that alerts (default: the likely_clone threshold; at least "
+        "the possible_clone threshold)",
+    )
+    webhook_url: str | None = Field(
+        default=None, description="an http(s) address that receives each alert, signed"
+    )
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON schema with its nested models written in place, for a request body the
+    OpenAPI document shows through `openapi_extra` (where `#/$defs/...` would not resolve)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+class EntryOut(BaseModel):
+    """A watchlist entry; its webhook secret is never shown again after registration."""
+
+    id: int
+    key_id: int = Field(description="the API key that registered it")
+    identity: dict[str, Any]
+    threshold: float
+    webhook_url: str | None = None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, entry: EntryRow) -> EntryOut:
+        return cls.model_validate(entry_document(entry))
+
+
+class EntryCreatedOut(EntryOut):
+    webhook_secret: str | None = Field(
+        default=None,
+        description="signs every delivery to webhook_url (HMAC-SHA256); shown only now",
+    )
+
+    @classmethod
+    def registered(cls, registered: Registered) -> EntryCreatedOut:
+        return cls.model_validate(
+            {**entry_document(registered.entry), "webhook_secret": registered.webhook_secret}
+        )
+
+
+class EntryListOut(BaseModel):
+    entries: list[EntryOut]
+
+
+class AlertOut(BaseModel):
+    """A profile that matched a watchlist entry: the clone as stored when it alerted, and the
+    same score, label, signals, reasons and side as a check's match."""
+
+    id: int
+    entry_id: int
+    profile: dict[str, Any]
+    score: float
+    label: Label
+    signals: dict[str, float | None]
+    reasons: list[str]
+    likely_impersonator: Side
+    created_at: datetime
+    acknowledged: bool
+    acknowledged_at: datetime | None = None
+
+    @classmethod
+    def of(cls, alert: AlertRow) -> AlertOut:
+        return cls.model_validate(alert_document(alert))
+
+
+class AlertPageOut(BaseModel):
+    alerts: list[AlertOut]
+    next_cursor: str | None = Field(
+        default=None, description="pass as `cursor` for the next page; null on the last"
+    )
+
+    @classmethod
+    def of(cls, page: AlertPage) -> AlertPageOut:
+        return cls(alerts=[AlertOut.of(a) for a in page.alerts], next_cursor=page.next_cursor)
+
+
+class AttemptOut(BaseModel):
+    attempt: int
+    at: datetime
+    duration_ms: float
+    status_code: int | None = None
+    error: str | None = None
+    ok: bool
+
+
+class DeliveryOut(BaseModel):
+    id: int
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: list[AttemptOut]
+    next_attempt_at: datetime | None = None
+    created_at: datetime
+    finished_at: datetime | None = None
+
+
+class DeliveryListOut(BaseModel):
+    deliveries: list[DeliveryOut]
+
+    @classmethod
+    def of(cls, rows: list[DeliveryRow]) -> DeliveryListOut:
+        return cls(
+            deliveries=[
+                DeliveryOut(
+                    id=row.id,
+                    url=row.url,
+                    status=row.status,
+                    attempts=[
+                        AttemptOut(
+                            attempt=a.attempt,
+                            at=a.started_at,
+                            duration_ms=a.duration_ms,
+                            status_code=a.status_code,
+                            error=a.error,
+                            ok=a.ok,
+                        )
+                        for a in row.attempts
+                    ],
+                    next_attempt_at=row.next_attempt_at,
+                    created_at=row.created_at,
+                    finished_at=row.finished_at,
+                )
+                for row in rows
+            ]
+        )

@@ -1,0 +1,602 @@
+"""Watchlist entries, their alerts and webhook deliveries in the store: tables and data access.
+
+An entry is a protected identity with the features a comparison needs, kept as registered (a
+snapshot), so that checking a newly ingested profile against every entry never reads the
+profiles table. Alerts are unique per (entry, profile): inserting one that exists is a no-op,
+which is what makes "the same clone never alerts twice" hold across processes. Deliveries are
+durable rows that a worker claims for a while (a lease), so two processes never send the same
+attempt; each attempt is logged in its own row.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+
+from models.result import Label, Side
+from service.store.store import _WRITE_OPTION, Store, _utcnow
+from service.store.tables import BigId, JSONDocument, UTCDateTime, metadata
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+watchlist_entries = Table(
+    "watchlist_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # The API key that registered the entry (no foreign key: keys live in their own module
+    # and a revoked key keeps its id).
+    Column("key_id", Integer, nullable=False),
+    # The protected identity's (platform, handle), folded, when it has one: never alerted on.
+    Column("platform_key", Text),
+    Column("handle_key", Text),
+    # The stored profile the entry was registered from, if any (no foreign key: a profile can
+    # be erased while the entry stays).
+    Column("profile_id", Integer),
+    Column("identity", JSONDocument, nullable=False),
+    # What comparison needs, computed once at registration.
+    Column("display_name", Text),
+    Column("name_key", Text, nullable=False),
+    Column("handle_norm", Text, nullable=False),
+    Column("bio", Text),
+    Column("bio_vector", LargeBinary),
+    Column("avatar_hashes", LargeBinary),
+    Column("account_created_at", UTCDateTime),
+    Column("followers_count", Integer),
+    Column("verified", Boolean),
+    Column("threshold", Float, nullable=False),
+    Column("webhook_url", Text),
+    # Needed in clear to sign every delivery; shown to the caller once, at registration.
+    Column("webhook_secret", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    # Never reuse an id: (count, max id) is the cheap version other processes compare.
+    sqlite_autoincrement=True,
+)
+Index("ix_watchlist_entries_key_id", watchlist_entries.c.key_id)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "entry_id",
+        Integer,
+        ForeignKey("watchlist_entries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("key_id", Integer, nullable=False),  # the entry's, so listings filter on one table
+    Column("profile_id", Integer, nullable=False),  # the clone (no foreign key: erasable)
+    Column("profile", JSONDocument, nullable=False),  # the clone as it was when it alerted
+    Column("score", Float, nullable=False),
+    Column("label", String(32), nullable=False),
+    Column("signals", JSONDocument, nullable=False),
+    Column("reasons", JSONDocument, nullable=False),
+    Column("likely_impersonator", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("acknowledged_at", UTCDateTime),
+    UniqueConstraint("entry_id", "profile_id"),
+    sqlite_autoincrement=True,
+)
+Index("ix_alerts_key_id", alerts.c.key_id)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # the exact body, the same on every attempt
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    # A worker's claim: nobody else sends this delivery until the lease runs out.
+    Column("claim_token", String(64)),
+    Column("claimed_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    sqlite_autoincrement=True,
+)
+Index("ix_webhook_deliveries_alert_id", webhook_deliveries.c.alert_id)
+Index(
+    "ix_webhook_deliveries_status_next_attempt_at",
+    webhook_deliveries.c.status,
+    webhook_deliveries.c.next_attempt_at,
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        Integer,
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempt", Integer, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("ok", Boolean, nullable=False),
+    sqlite_autoincrement=True,
+)
+Index("ix_webhook_attempts_delivery_id", webhook_attempts.c.delivery_id)
+
+
+# -- rows ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EntryWrite:
+    """A new watchlist entry, its features computed."""
+
+    key_id: int
+    platform_key: str | None
+    handle_key: str | None
+    profile_id: int | None
+    identity: dict[str, Any]
+    display_name: str | None
+    name_key: str
+    handle_norm: str
+    bio: str | None
+    bio_vector: bytes | None
+    avatar_hashes: bytes | None
+    account_created_at: datetime | None
+    followers_count: int | None
+    verified: bool | None
+    threshold: float
+    webhook_url: str | None
+    webhook_secret: str | None
+
+
+@dataclass(frozen=True)
+class EntryRow(EntryWrite):
+    id: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AlertWrite:
+    """A match at or above an entry's threshold, to be stored unless it exists."""
+
+    entry_id: int
+    key_id: int
+    profile_id: int
+    profile: dict[str, Any]
+    score: float
+    label: Label
+    signals: dict[str, float | None]
+    reasons: list[str]
+    likely_impersonator: Side
+    webhook_url: str | None
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    id: int
+    entry_id: int
+    key_id: int
+    profile_id: int
+    profile: dict[str, Any]
+    score: float
+    label: Label
+    signals: dict[str, float | None]
+    reasons: list[str]
+    likely_impersonator: Side
+    created_at: datetime
+    acknowledged_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    attempt: int
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    error: str | None
+    ok: bool
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: int
+    alert_id: int
+    url: str
+    status: DeliveryStatus
+    attempts: list[AttemptRow]
+    next_attempt_at: datetime | None  # None once delivered or failed for good
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery this worker may send now: nobody else will until `claimed_until`."""
+
+    id: int
+    url: str
+    payload: str
+    secret: str
+    attempt: int  # the number of the attempt about to be made, from 1
+    token: str
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    started_at: datetime
+    duration_ms: float
+    status_code: int | None
+    error: str | None
+    ok: bool
+
+
+@dataclass(frozen=True)
+class AlertFilter:
+    """Which alerts a listing returns; `key_id` None means every key's."""
+
+    key_id: int | None
+    entry_id: int | None = None
+    acknowledged: bool | None = None
+    since: datetime | None = None
+    before_id: int | None = None  # the cursor: alerts older than this one
+    limit: int = 50
+    offset: int = 0
+
+
+_ENTRY_COLUMNS = [c for c in watchlist_entries.c]
+_ALERT_COLUMNS = [c for c in alerts.c]
+
+
+def _entry_row(row: Row[Any]) -> EntryRow:
+    values = row._asdict()
+    for name in ("bio_vector", "avatar_hashes"):
+        if values[name] is not None and type(values[name]) is not bytes:
+            values[name] = bytes(values[name])  # some drivers hand back memoryview
+    return EntryRow(**values)
+
+
+def _alert_row(row: Row[Any]) -> AlertRow:
+    values = row._asdict()
+    values["label"] = cast(Label, values["label"])
+    values["likely_impersonator"] = cast(Side, values["likely_impersonator"])
+    return AlertRow(**values)
+
+
+class WatchlistStore:
+    """Entries, alerts and deliveries in the store's database (SQLite or PostgreSQL).
+
+    Thread-safe like `Store`: each call checks a connection out of the engine's pool; writes
+    take SQLite's write lock at BEGIN, as the store's own writes do.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self._engine = store.engine
+        self._write_engine = store.engine.execution_options(**{_WRITE_OPTION: True})
+        self._dialect = store.engine.dialect.name
+        dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        self._alert_insert = (
+            dialect_insert(alerts)
+            .on_conflict_do_nothing(index_elements=[alerts.c.entry_id, alerts.c.profile_id])
+            .returning(*_ALERT_COLUMNS)
+        )
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self._write_engine.begin() as conn:
+            yield conn
+
+    # -- entries ----------------------------------------------------------------------------
+
+    def add_entry(self, entry: EntryWrite) -> EntryRow:
+        values = {**entry.__dict__, "created_at": _utcnow()}
+        with self._writing() as conn:
+            row = conn.execute(
+                insert(watchlist_entries).values(**values).returning(*_ENTRY_COLUMNS)
+            ).one()
+        return _entry_row(row)
+
+    def entries(self, *, key_id: int | None) -> list[EntryRow]:
+        """The entries of one key (every key's with None), oldest first."""
+        stmt = select(*_ENTRY_COLUMNS).order_by(watchlist_entries.c.id)
+        if key_id is not None:
+            stmt = stmt.where(watchlist_entries.c.key_id == key_id)
+        with self._engine.connect() as conn:
+            return [_entry_row(r) for r in conn.execute(stmt)]
+
+    def entry(self, entry_id: int, *, key_id: int | None) -> EntryRow | None:
+        stmt = select(*_ENTRY_COLUMNS).where(watchlist_entries.c.id == entry_id)
+        if key_id is not None:
+            stmt = stmt.where(watchlist_entries.c.key_id == key_id)
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _entry_row(row)
+
+    def delete_entry(self, entry_id: int, *, key_id: int | None) -> bool:
+        """Erase an entry with its alerts and deliveries; False when there is none to erase."""
+        condition = watchlist_entries.c.id == entry_id
+        if key_id is not None:
+            condition = and_(condition, watchlist_entries.c.key_id == key_id)
+        with self._writing() as conn:
+            found = conn.execute(select(watchlist_entries.c.id).where(condition)).first()
+            if found is None:
+                return False
+            # Children first: no reliance on the database enforcing ON DELETE CASCADE.
+            alert_ids = select(alerts.c.id).where(alerts.c.entry_id == entry_id)
+            delivery_ids = select(webhook_deliveries.c.id).where(
+                webhook_deliveries.c.alert_id.in_(alert_ids)
+            )
+            conn.execute(
+                delete(webhook_attempts).where(webhook_attempts.c.delivery_id.in_(delivery_ids))
+            )
+            conn.execute(
+                delete(webhook_deliveries).where(webhook_deliveries.c.alert_id.in_(alert_ids))
+            )
+            conn.execute(delete(alerts).where(alerts.c.entry_id == entry_id))
+            conn.execute(delete(watchlist_entries).where(condition))
+        return True
+
+    def version(self) -> tuple[int, int]:
+        """(count, largest id) of all entries: changes whenever an entry is added or erased,
+        since ids are never reused and entries never change."""
+        stmt = select(func.count(), func.coalesce(func.max(watchlist_entries.c.id), 0))
+        with self._engine.connect() as conn:
+            count, top = conn.execute(stmt).one()
+        return int(count), int(top)
+
+    # -- alerts -----------------------------------------------------------------------------
+
+    def add_alerts(
+        self, new: Sequence[AlertWrite], *, payload: Callable[[AlertRow], str]
+    ) -> list[AlertRow]:
+        """Store each alert unless its (entry, profile) pair already alerted; returns the ones
+        stored now. An alert of an entry with a webhook gets a pending delivery whose body is
+        `payload(alert)`, in the same transaction."""
+        if not new:
+            return []
+        now = _utcnow()
+        created: list[AlertRow] = []
+        with self._writing() as conn:
+            for alert in new:
+                values = {k: v for k, v in alert.__dict__.items() if k != "webhook_url"}
+                row = conn.execute(
+                    self._alert_insert.values(**values, created_at=now, acknowledged_at=None)
+                ).first()
+                if row is None:
+                    continue  # alerted before (here or in another process)
+                stored = _alert_row(row)
+                created.append(stored)
+                if alert.webhook_url:
+                    conn.execute(
+                        insert(webhook_deliveries).values(
+                            alert_id=stored.id,
+                            url=alert.webhook_url,
+                            payload=payload(stored),
+                            status="pending",
+                            attempts=0,
+                            next_attempt_at=now,
+                            created_at=now,
+                        )
+                    )
+        return created
+
+    def alerts(self, where: AlertFilter) -> list[AlertRow]:
+        """Alerts matching `where`, newest first."""
+        stmt = select(*_ALERT_COLUMNS)
+        if where.key_id is not None:
+            stmt = stmt.where(alerts.c.key_id == where.key_id)
+        if where.entry_id is not None:
+            stmt = stmt.where(alerts.c.entry_id == where.entry_id)
+        if where.acknowledged is True:
+            stmt = stmt.where(alerts.c.acknowledged_at.is_not(None))
+        elif where.acknowledged is False:
+            stmt = stmt.where(alerts.c.acknowledged_at.is_(None))
+        if where.since is not None:
+            stmt = stmt.where(alerts.c.created_at >= where.since)
+        if where.before_id is not None:
+            stmt = stmt.where(alerts.c.id < where.before_id)
+        stmt = stmt.order_by(alerts.c.id.desc()).limit(where.limit).offset(where.offset)
+        with self._engine.connect() as conn:
+            return [_alert_row(r) for r in conn.execute(stmt)]
+
+    def alert(self, alert_id: int, *, key_id: int | None) -> AlertRow | None:
+        stmt = select(*_ALERT_COLUMNS).where(alerts.c.id == alert_id)
+        if key_id is not None:
+            stmt = stmt.where(alerts.c.key_id == key_id)
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _alert_row(row)
+
+    def acknowledge(self, alert_id: int, *, key_id: int | None) -> AlertRow | None:
+        """Mark an alert acknowledged (the first time counts); None when there is no such alert."""
+        condition = alerts.c.id == alert_id
+        if key_id is not None:
+            condition = and_(condition, alerts.c.key_id == key_id)
+        with self._writing() as conn:
+            conn.execute(
+                update(alerts)
+                .where(condition, alerts.c.acknowledged_at.is_(None))
+                .values(acknowledged_at=_utcnow())
+            )
+            row = conn.execute(select(*_ALERT_COLUMNS).where(condition)).first()
+        return None if row is None else _alert_row(row)
+
+    # -- deliveries -------------------------------------------------------------------------
+
+    def deliveries(self, alert_id: int) -> list[DeliveryRow]:
+        """The deliveries of one alert, each with every attempt made, oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(webhook_deliveries)
+                .where(webhook_deliveries.c.alert_id == alert_id)
+                .order_by(webhook_deliveries.c.id)
+            ).all()
+            attempts: dict[int, list[AttemptRow]] = {row.id: [] for row in rows}
+            if rows:
+                for a in conn.execute(
+                    select(webhook_attempts)
+                    .where(webhook_attempts.c.delivery_id.in_(list(attempts)))
+                    .order_by(webhook_attempts.c.delivery_id, webhook_attempts.c.attempt)
+                ):
+                    attempts[a.delivery_id].append(
+                        AttemptRow(
+                            attempt=a.attempt,
+                            started_at=a.started_at,
+                            duration_ms=a.duration_ms,
+                            status_code=a.status_code,
+                            error=a.error,
+                            ok=a.ok,
+                        )
+                    )
+        return [
+            DeliveryRow(
+                id=row.id,
+                alert_id=row.alert_id,
+                url=row.url,
+                status=cast(DeliveryStatus, row.status),
+                attempts=attempts[row.id],
+                next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
+                created_at=row.created_at,
+                finished_at=row.finished_at,
+            )
+            for row in rows
+        ]
+
+    def claim_due(self, *, limit: int, lease_s: float) -> list[ClaimedDelivery]:
+        """Claim up to `limit` pending deliveries that are due and not claimed by anyone else.
+
+        The claim is one write transaction: PostgreSQL skips rows another worker has locked
+        (FOR UPDATE SKIP LOCKED); SQLite's write lock, taken at BEGIN, serialises claimers. A
+        claim lasts `lease_s` (more than one attempt can take), so a worker that died mid-send
+        releases its deliveries by itself.
+        """
+        now = _utcnow()
+        token = secrets.token_hex(16)
+        due = (
+            select(
+                webhook_deliveries.c.id,
+                webhook_deliveries.c.url,
+                webhook_deliveries.c.payload,
+                webhook_deliveries.c.attempts,
+                webhook_deliveries.c.alert_id,
+            )
+            .where(
+                webhook_deliveries.c.status == "pending",
+                webhook_deliveries.c.next_attempt_at <= now,
+                or_(
+                    webhook_deliveries.c.claimed_until.is_(None),
+                    webhook_deliveries.c.claimed_until < now,
+                ),
+            )
+            .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id)
+            .limit(limit)
+        )
+        # Most polls find nothing: ask without the write lock first, so an idle delivery loop
+        # never makes SQLite writers (ingest) wait.
+        with self._engine.connect() as conn:
+            if conn.execute(due.with_only_columns(webhook_deliveries.c.id)).first() is None:
+                return []
+        if self._dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True, of=webhook_deliveries)
+        with self._writing() as conn:
+            rows = conn.execute(due).all()
+            if not rows:
+                return []
+            ids = [row.id for row in rows]
+            conn.execute(
+                update(webhook_deliveries)
+                .where(webhook_deliveries.c.id.in_(ids))
+                .values(claim_token=token, claimed_until=now + timedelta(seconds=lease_s))
+            )
+            secrets_of = dict(
+                conn.execute(
+                    select(alerts.c.id, watchlist_entries.c.webhook_secret)
+                    .join(watchlist_entries, watchlist_entries.c.id == alerts.c.entry_id)
+                    .where(alerts.c.id.in_([row.alert_id for row in rows]))
+                ).all()
+            )
+        return [
+            ClaimedDelivery(
+                id=row.id,
+                url=row.url,
+                payload=row.payload,
+                secret=secrets_of.get(row.alert_id) or "",
+                attempt=row.attempts + 1,
+                token=token,
+            )
+            for row in rows
+        ]
+
+    def record_attempt(
+        self,
+        claimed: ClaimedDelivery,
+        result: AttemptResult,
+        *,
+        retry_at: datetime | None,
+    ) -> DeliveryStatus | None:
+        """Log one attempt and move the delivery on: delivered, pending until `retry_at`, or
+        failed for good (no `retry_at`). Returns the new status, or None when the claim was
+        lost (the lease ran out and another worker took over): then nothing is written."""
+        now = _utcnow()
+        if result.ok:
+            status: DeliveryStatus = "delivered"
+        else:
+            status = "pending" if retry_at is not None else "failed"
+        with self._writing() as conn:
+            changed = conn.execute(
+                update(webhook_deliveries)
+                .where(
+                    webhook_deliveries.c.id == claimed.id,
+                    webhook_deliveries.c.claim_token == claimed.token,
+                    webhook_deliveries.c.status == "pending",
+                )
+                .values(
+                    status=status,
+                    attempts=claimed.attempt,
+                    next_attempt_at=retry_at if retry_at is not None else now,
+                    claim_token=None,
+                    claimed_until=None,
+                    finished_at=None if status == "pending" else now,
+                )
+            ).rowcount
+            if not changed:
+                return None
+            conn.execute(
+                insert(webhook_attempts).values(
+                    delivery_id=claimed.id,
+                    attempt=claimed.attempt,
+                    started_at=result.started_at,
+                    duration_ms=result.duration_ms,
+                    status_code=result.status_code,
+                    error=result.error,
+                    ok=result.ok,
+                )
+            )
+        return status

@@ -1,0 +1,703 @@
+"""Watchlists: protected identities, checked against every profile ingested after them.
+
+A caller registers an identity (a profile record, or a stored profile named by platform and
+handle). From then on every ingest, by any route and any process, compares each ingested
+profile with every entry, and a match at or above the entry's threshold becomes an alert (once
+per entry and profile), with a signed webhook delivery when the entry has a webhook URL.
+
+Why it stays cheap: the watchlist is small next to the index, so each batch of ingested
+profiles is compared with all entries at once, vectorised: avatar hashes by a Hamming range
+search, bios by one matrix product, names and handles in rapidfuzz's C loops. From those four
+similarities a precomputed table gives the most each pair could score (`ScoreBounds`); only
+the pairs whose bound reaches their entry's threshold are compared and scored like a check,
+and a pair that passes is finally scored exactly as `POST /v1/checks` of the entry would score
+it, with how common the entry's avatar, bio and name are in the whole index.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import faiss
+import numpy as np
+
+from indexers import avatar as avatar_hashing
+from indexers import text
+from indexers.bio import BioEmbedder, normalize_bio
+from indexers.compare import Popularity, ProfileSide, compare
+from models.errors import InvalidInputError, InvalidRecordError, NotFoundError
+from models.profile import identity_key, parse_query
+from models.result import Context, PairEvidence
+from models.scoring import ScoringModel
+from service.auth import Caller
+from service.features import (
+    AvatarReader,
+    context_of,
+    hashes_from_bytes,
+    side_of_row,
+    vector_from_bytes,
+)
+from service.matcher import Matcher, name_popularity
+from service.settings import Settings
+from service.store import ProfileRow, ProfileWrite, Store
+from service.store.watchlist import (
+    AlertFilter,
+    AlertRow,
+    AlertWrite,
+    DeliveryRow,
+    EntryRow,
+    EntryWrite,
+    WatchlistStore,
+)
+from service.webhooks import WebhookDispatcher, check_webhook_url
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ALERT_LIMIT = 50
+MAX_ALERT_LIMIT = 500
+SECRET_PREFIX = "whsec_"
+
+# An avatar adds to a score only above similarity 0.5 (fewer than UNRELATED_BITS / 2 bits
+# apart); the range search looks one bit further, since it keeps distances below its radius.
+# A pair further apart than that is at most this alike.
+_AVATAR_RADIUS = avatar_hashing.UNRELATED_BITS // 2 + 1
+_FAR_AVATAR = 1.0 - _AVATAR_RADIUS / avatar_hashing.UNRELATED_BITS
+# The bound table's resolution: similarities are rounded up to steps of 1 / _STEPS (after a
+# margin that absorbs float32 rounding); _ABSENT is the index of a field one side lacks.
+_STEPS = 10
+_ROUNDING = 1e-4
+_ABSENT = _STEPS + 1
+
+
+@dataclass(frozen=True)
+class RegisterRequest:
+    """A `POST /v1/watchlist` body: the identity record and the entry's options."""
+
+    identity: dict[str, Any]
+    threshold: float | None = None
+    webhook_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Registered:
+    entry: EntryRow
+    webhook_secret: str | None  # returned once, at registration
+
+
+@dataclass(frozen=True)
+class AlertQuery:
+    entry_id: int | None = None
+    acknowledged: bool | None = None
+    since: datetime | None = None
+    cursor: str | None = None
+    limit: int = DEFAULT_ALERT_LIMIT
+    offset: int = 0
+
+
+@dataclass(frozen=True)
+class AlertPage:
+    alerts: list[AlertRow]
+    next_cursor: str | None  # pass as `cursor` for the next (older) page; None at the end
+
+
+def entry_document(entry: EntryRow) -> dict[str, Any]:
+    """An entry as the API shows it: never its webhook secret."""
+    return {
+        "id": entry.id,
+        "key_id": entry.key_id,
+        "identity": entry.identity,
+        "threshold": entry.threshold,
+        "webhook_url": entry.webhook_url,
+        "created_at": entry.created_at,
+    }
+
+
+def alert_document(alert: AlertRow) -> dict[str, Any]:
+    """An alert as the API lists it and as a webhook receives it (JSON-ready)."""
+    return {
+        "id": alert.id,
+        "entry_id": alert.entry_id,
+        "profile": alert.profile,
+        "score": alert.score,
+        "label": alert.label,
+        "signals": alert.signals,
+        "reasons": alert.reasons,
+        "likely_impersonator": alert.likely_impersonator,
+        "created_at": _iso(alert.created_at),
+        "acknowledged": alert.acknowledged_at is not None,
+        "acknowledged_at": _iso(alert.acknowledged_at) if alert.acknowledged_at else None,
+    }
+
+
+def _iso(moment: datetime) -> str:
+    # As the API's JSON writes times (UTC with a Z), so a webhook body reads like the API.
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _payload(alert: AlertRow) -> str:
+    return json.dumps(alert_document(alert), ensure_ascii=False, separators=(",", ":"))
+
+
+class ScoreBounds:
+    """The most a pair can score, looked up from its four similarities rounded up.
+
+    Every likeness feature of the scoring model grows with each field's similarity, each
+    contradiction shrinks with it, and the calibration is monotone; so the model's score at the
+    similarities rounded up (exact-match flags set in the top step, a field one side lacks left
+    out, and nothing discounted for being shared by many accounts) bounds the pair's real score.
+    The table holds that score for every combination of steps, computed from the weights, so a
+    retrained model can never make the screen drop a pair it would alert on; one array lookup
+    per pair then stands in for comparing and scoring it in Python.
+    """
+
+    def __init__(self, scorer: ScoringModel) -> None:
+        levels = [k / _STEPS for k in range(_STEPS + 1)]
+        optional: list[float | None] = [*levels, None]  # index _ABSENT: the field is missing
+        evidence = [
+            PairEvidence(
+                avatar=avatar,
+                bio=bio,
+                bio_exact=bio == 1.0,
+                display_name=name,
+                display_name_exact=name == 1.0,
+                handle=handle,
+                handle_exact=handle == 1.0,
+            )
+            for avatar in optional
+            for bio in optional
+            for name in levels
+            for handle in levels
+        ]
+        n = len(levels)
+        self.table = scorer.probabilities(evidence).reshape(n + 1, n + 1, n, n)
+
+    @staticmethod
+    def steps(similarity: np.ndarray) -> np.ndarray:
+        """Table indexes of similarities in [0, 1], rounded up."""
+        scaled = np.ceil((np.asarray(similarity, dtype=np.float64) + _ROUNDING) * _STEPS)
+        return np.clip(scaled, 0, _STEPS).astype(np.intp)
+
+
+def _bio_key(bio: str | None) -> str:
+    return normalize_bio(bio).casefold()
+
+
+def _entry_side(entry: EntryRow) -> ProfileSide:
+    return ProfileSide(
+        display_name=entry.display_name,
+        name_key=entry.name_key,
+        handle_norm=entry.handle_norm,
+        bio=entry.bio,
+        avatar_hashes=hashes_from_bytes(entry.avatar_hashes),
+        bio_vector=vector_from_bytes(entry.bio_vector),
+        context=Context(
+            created_at=entry.account_created_at,
+            followers_count=entry.followers_count,
+            verified=entry.verified,
+        ),
+    )
+
+
+def _write_side(write: ProfileWrite) -> ProfileSide:
+    """An ingested profile as comparison sees it, from what was just stored (no read back)."""
+    return ProfileSide(
+        display_name=write.record.display_name,
+        name_key=write.name_key,
+        handle_norm=write.handle_norm,
+        bio=write.record.bio,
+        avatar_hashes=hashes_from_bytes(write.avatar_hashes),
+        bio_vector=vector_from_bytes(write.bio_vector),
+        context=context_of(write.record),
+    )
+
+
+class _EntrySet:
+    """Every entry with its features, arranged for screening a batch against all at once."""
+
+    def __init__(self, version: tuple[int, int], rows: list[EntryRow], *, bio_dim: int) -> None:
+        self.version = version
+        self.rows = rows
+        self.sides = [_entry_side(row) for row in rows]
+        for side in self.sides:
+            if side.bio_vector is not None and len(side.bio_vector) != bio_dim:
+                # Registered under another embedding model: its bio cannot be compared.
+                side.bio_vector = None
+        sides = self.sides
+        self.thresholds = np.asarray([row.threshold for row in rows], dtype=np.float64)
+
+        self.has_bio = np.asarray([s.bio_vector is not None for s in sides], dtype=bool)
+        self.bio_matrix = np.zeros((len(sides), bio_dim), dtype=np.float32)
+        for i, side in enumerate(sides):
+            if side.bio_vector is not None:
+                self.bio_matrix[i] = side.bio_vector
+        self.bio_keys: dict[str, list[int]] = {}
+        for i, side in enumerate(sides):
+            if side.bio_vector is not None and _bio_key(side.bio):
+                self.bio_keys.setdefault(_bio_key(side.bio), []).append(i)
+
+        self.has_avatar = np.asarray([s.avatar_hashes is not None for s in sides], dtype=bool)
+        self.avatar_index: faiss.IndexBinaryFlat | None = None
+        self.avatar_owner = np.zeros(0, dtype=np.int64)
+        with_avatar = np.flatnonzero(self.has_avatar)
+        if len(with_avatar):
+            codes = np.concatenate(
+                [avatar_hashing.index_codes(sides[i].avatar_hashes) for i in with_avatar]  # type: ignore[arg-type]
+            )
+            self.avatar_owner = np.repeat(with_avatar.astype(np.int64), avatar_hashing.VIEWS)
+            self.avatar_index = faiss.IndexBinaryFlat(avatar_hashing.CODE_BYTES * 8)
+            self.avatar_index.add(np.ascontiguousarray(codes))
+
+        self.names = [side.name_key for side in sides]
+        self.handles = [side.handle_norm for side in sides]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def screen(self, sides: Sequence[ProfileSide], *, bounds: ScoreBounds) -> dict[int, list[int]]:
+        """For each entry (by position), the positions of `sides` whose bound reaches its
+        threshold: every pair that can alert, and few that cannot."""
+        shape = (len(sides), len(self.rows))
+        far = ScoreBounds.steps(np.asarray(_FAR_AVATAR))
+
+        avatar = np.full(shape, _ABSENT, dtype=np.intp)
+        side_avatar = np.asarray([s.avatar_hashes is not None for s in sides], dtype=bool)
+        avatar[np.ix_(side_avatar, self.has_avatar)] = far
+        with_avatar = np.flatnonzero(side_avatar)
+        if self.avatar_index is not None and len(with_avatar):
+            queries = np.concatenate(
+                [avatar_hashing.query_codes(sides[i].avatar_hashes) for i in with_avatar.tolist()]  # type: ignore[arg-type]
+            )
+            lims, distances, hits = self.avatar_index.range_search(
+                np.ascontiguousarray(queries), _AVATAR_RADIUS
+            )
+            per_query: np.ndarray = (lims[1:] - lims[:-1]).astype(np.int64)  # FAISS: uint64
+            query_of_hit = np.repeat(np.arange(len(queries)), per_query)
+            side_of_hit = with_avatar[query_of_hit // (2 * avatar_hashing.VIEWS)]
+            entry_of_hit = self.avatar_owner[hits]
+            alike = 1.0 - distances.astype(np.float64) / avatar_hashing.UNRELATED_BITS
+            np.maximum.at(avatar, (side_of_hit, entry_of_hit), ScoreBounds.steps(alike))
+
+        bio = np.full(shape, _ABSENT, dtype=np.intp)
+        side_bio = np.asarray(
+            [
+                s.bio_vector is not None and len(s.bio_vector) == self.bio_matrix.shape[1]
+                for s in sides
+            ],
+            dtype=bool,
+        )
+        with_bio = np.flatnonzero(side_bio)
+        if len(with_bio) and self.has_bio.any():
+            vectors = np.stack([sides[i].bio_vector for i in with_bio.tolist()])  # type: ignore[misc]
+            cosines = np.clip(vectors @ self.bio_matrix[self.has_bio].T, 0.0, 1.0)
+            bio[np.ix_(side_bio, self.has_bio)] = ScoreBounds.steps(cosines)
+            for i in with_bio.tolist():
+                for entry in self.bio_keys.get(_bio_key(sides[i].bio), ()):
+                    bio[i, entry] = _STEPS  # the same text: "copied verbatim" counts
+
+        name = ScoreBounds.steps(text.name_similarities([s.name_key for s in sides], self.names))
+        handle = ScoreBounds.steps(
+            text.handle_similarities([s.handle_norm for s in sides], self.handles)
+        )
+        bound = bounds.table[avatar, bio, name, handle]
+        # A score is rounded to 4 places before it meets a threshold.
+        side_positions, entry_positions = np.nonzero(bound >= self.thresholds[None, :] - 1e-4)
+        pairs: dict[int, list[int]] = {}
+        for side, entry in zip(side_positions.tolist(), entry_positions.tolist(), strict=True):
+            pairs.setdefault(entry, []).append(side)
+        return pairs
+
+
+class Watchlist:
+    """Register and list protected identities; check ingested profiles against them; list and
+    acknowledge alerts and their webhook deliveries.
+
+    Thread-safe: the entry set is an immutable snapshot, swapped under a lock when another
+    process (or this one) adds or erases an entry.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        embedder: BioEmbedder,
+        avatars: AvatarReader,
+        scorer: ScoringModel,
+        matcher: Matcher,
+        settings: Settings,
+    ) -> None:
+        self.store = WatchlistStore(store)
+        self._profiles = store
+        self._embedder = embedder
+        self._avatars = avatars
+        self._scorer = scorer
+        self._matcher = matcher
+        self._settings = settings
+        self._bounds: ScoreBounds | None = None  # built at the first check that needs it
+        self._reload_lock = threading.Lock()
+        self._snapshot = _EntrySet((0, 0), [], bio_dim=embedder.dim)
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` whenever this process stores alerts that have webhook deliveries."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def start_deliveries(self) -> WebhookDispatcher:
+        """Start sending due webhook deliveries from background threads (in `serve` and
+        `worker`); the returned loop's `stop()` ends them. Alerts this process stores wake it
+        at once; those of other processes are found by polling the store."""
+        dispatcher = WebhookDispatcher(self.store, settings=self._settings)
+        self.add_listener(dispatcher.wake)
+        dispatcher.start()
+        return dispatcher
+
+    # -- entries ------------------------------------------------------------------------------
+
+    def register(self, caller: Caller, request: RegisterRequest) -> Registered:
+        """Store a protected identity for `caller`'s key.
+
+        The identity is validated like a check's query; naming a stored profile by platform and
+        handle completes it from the store. Its features are kept as registered. A webhook
+        entry gets a new signing secret, returned here and never again.
+        """
+        threshold = self._threshold(request.threshold)
+        webhook_url = (
+            check_webhook_url(
+                request.webhook_url, allow_private=self._settings.avatar_fetch_allow_private
+            )
+            if request.webhook_url
+            else None
+        )
+        query = parse_query(request.identity, where="identity")
+        named = bool(query.platform and query.handle)
+        own = self._profiles.get(query.platform, query.handle) if named else None  # type: ignore[arg-type]
+        if own is None and not (query.display_name or query.bio or query.has_avatar):
+            if named:
+                raise NotFoundError(
+                    f"no stored profile {query.platform}/{query.handle}: ingest it first, or "
+                    "send the identity's display name, bio or avatar"
+                )
+            raise InvalidRecordError(
+                "identity: needs a display name, a bio, an avatar, or the platform and handle "
+                "of a stored profile",
+                field=None,
+                details=[{"where": "identity", "field": None, "message": "nothing to protect"}],
+            )
+
+        side = side_of_row(own) if own is not None else ProfileSide()
+        identity = _identity_of(own)
+        if query.platform:
+            identity["platform"] = query.platform
+        if query.handle:
+            identity["handle"] = query.handle
+            side.handle_norm = text.normalize_handle(query.handle)
+        if query.display_name:
+            identity["display_name"] = query.display_name
+            side.display_name = query.display_name
+            side.name_key = text.normalize_name(query.display_name)
+        if query.bio:
+            identity["bio"] = query.bio
+            side.bio = query.bio
+            side.bio_vector = self._embedder.embed_bios([query.bio])[0]
+        if query.has_avatar:
+            # base_dir=None: a network client never makes the service read its own files.
+            avatar = self._avatars.read(query, base_dir=None)
+            if avatar is not None:
+                side.avatar_hashes = avatar.hashes
+                identity["avatar_sha256"] = avatar.blob.sha256
+                identity.pop("avatar_url", None)
+                if query.avatar_url:
+                    identity["avatar_url"] = query.avatar_url
+        # Each clue of which side is the copy: the record's where given, else the stored one's.
+        stored = side.context
+        side.context = Context(
+            created_at=query.created_at or stored.created_at,
+            followers_count=(
+                query.followers_count
+                if query.followers_count is not None
+                else stored.followers_count
+            ),
+            verified=query.verified if query.verified is not None else stored.verified,
+        )
+        given = query.model_dump(
+            mode="json", include={"created_at", "followers_count", "verified"}, exclude_none=True
+        )
+        identity.update(given)
+
+        platform_key, handle_key = (
+            identity_key(query.platform, query.handle) if named else (None, None)  # type: ignore[arg-type]
+        )
+        secret = SECRET_PREFIX + secrets.token_urlsafe(32) if webhook_url else None
+        entry = self.store.add_entry(
+            EntryWrite(
+                key_id=caller.key_id,
+                platform_key=platform_key,
+                handle_key=handle_key,
+                profile_id=own.id if own is not None else None,
+                identity=identity,
+                display_name=side.display_name,
+                name_key=side.name_key,
+                handle_norm=side.handle_norm,
+                bio=side.bio,
+                bio_vector=None if side.bio_vector is None else side.bio_vector.tobytes(),
+                avatar_hashes=None if side.avatar_hashes is None else side.avatar_hashes.tobytes(),
+                account_created_at=side.context.created_at,
+                followers_count=side.context.followers_count,
+                verified=side.context.verified,
+                threshold=threshold,
+                webhook_url=webhook_url,
+                webhook_secret=secret,
+            )
+        )
+        logger.info("watchlist entry %d registered by key %d", entry.id, caller.key_id)
+        return Registered(entry=entry, webhook_secret=secret)
+
+    def entries(self, caller: Caller) -> list[EntryRow]:
+        """The caller's entries (every key's with the `watchlist.all` permission)."""
+        return self.store.entries(key_id=_scope(caller))
+
+    def entry(self, caller: Caller, entry_id: int) -> EntryRow:
+        entry = self.store.entry(entry_id, key_id=_scope(caller))
+        if entry is None:
+            raise NotFoundError(f"no watchlist entry {entry_id}")
+        return entry
+
+    def delete(self, caller: Caller, entry_id: int) -> None:
+        """Erase an entry with its alerts and deliveries."""
+        if not self.store.delete_entry(entry_id, key_id=_scope(caller)):
+            raise NotFoundError(f"no watchlist entry {entry_id}")
+
+    def _threshold(self, value: float | None) -> float:
+        thresholds = self._scorer.thresholds
+        if value is None:
+            return thresholds.likely_clone
+        if not thresholds.possible_clone <= value <= 1.0:
+            message = (
+                f"field 'threshold': must be between {thresholds.possible_clone:g} "
+                "(the possible_clone threshold) and 1"
+            )
+            raise InvalidInputError(message, details=[{"field": "threshold", "message": message}])
+        return float(value)
+
+    # -- alerts -------------------------------------------------------------------------------
+
+    def alerts(self, caller: Caller, query: AlertQuery) -> AlertPage:
+        """The caller's alerts matching `query`, newest first, a page at a time."""
+        scope = _scope(caller)
+        if query.entry_id is not None and self.store.entry(query.entry_id, key_id=scope) is None:
+            raise NotFoundError(f"no watchlist entry {query.entry_id}")
+        before_id = _parse_cursor(query.cursor)
+        since = query.since
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+        rows = self.store.alerts(
+            AlertFilter(
+                key_id=scope,
+                entry_id=query.entry_id,
+                acknowledged=query.acknowledged,
+                since=since,
+                before_id=before_id,
+                limit=query.limit,
+                offset=query.offset,
+            )
+        )
+        next_cursor = str(rows[-1].id) if len(rows) == query.limit and rows else None
+        return AlertPage(alerts=rows, next_cursor=next_cursor)
+
+    def acknowledge(self, caller: Caller, alert_id: int) -> AlertRow:
+        alert = self.store.acknowledge(alert_id, key_id=_scope(caller))
+        if alert is None:
+            raise NotFoundError(f"no alert {alert_id}")
+        return alert
+
+    def deliveries(self, caller: Caller, alert_id: int) -> list[DeliveryRow]:
+        """Every webhook delivery of one alert, with every attempt made."""
+        if self.store.alert(alert_id, key_id=_scope(caller)) is None:
+            raise NotFoundError(f"no alert {alert_id}")
+        return self.store.deliveries(alert_id)
+
+    # -- the ingest hook ----------------------------------------------------------------------
+
+    def on_ingested(self, ingested: Sequence[tuple[int, ProfileWrite]]) -> list[AlertRow]:
+        """Check just-stored profiles (store id and what was written) against every entry;
+        returns the alerts created now.
+
+        Never raises: the profiles are stored and acknowledged whatever happens here, so a
+        failure is logged rather than turned into a failed ingest.
+        """
+        if not ingested:
+            return []
+        try:
+            entries = self._current_entries()
+            if not len(entries):
+                return []
+            return self._check(entries, ingested)
+        except Exception:
+            logger.exception("watchlist check of %d ingested profiles failed", len(ingested))
+            return []
+
+    def _current_entries(self) -> _EntrySet:
+        version = self.store.version()
+        snapshot = self._snapshot
+        if snapshot.version == version:
+            return snapshot
+        with self._reload_lock:
+            if self._snapshot.version != version:
+                # The version is read before the rows: an entry added in between makes the
+                # next call reload again, never a stale set pass for current.
+                rows = self.store.entries(key_id=None) if version[0] else []
+                self._snapshot = _EntrySet(version, rows, bio_dim=self._embedder.dim)
+                if rows and self._bounds is None:
+                    self._bounds = ScoreBounds(self._scorer)
+                logger.info("watchlist reloaded: %d entries", len(rows))
+            return self._snapshot
+
+    def _check(
+        self, entries: _EntrySet, ingested: Sequence[tuple[int, ProfileWrite]]
+    ) -> list[AlertRow]:
+        latest = dict(ingested)  # a batch may write one identity twice: the last write counts
+        ids = list(latest)
+        writes = [latest[i] for i in ids]
+        sides = [_write_side(w) for w in writes]
+        keys = [w.record.key for w in writes]
+
+        # First pass: the score without popularity, which can only be higher than the real one
+        # (popularity only discounts likeness), so a pair below its threshold here is done.
+        hopeful: dict[int, list[int]] = {}
+        assert self._bounds is not None  # built with the first non-empty entry set
+        for position, candidates in entries.screen(sides, bounds=self._bounds).items():
+            entry = entries.rows[position]
+            chosen = [
+                c
+                for c in sorted(candidates)
+                if ids[c] != entry.profile_id
+                and not (entry.platform_key and keys[c] == (entry.platform_key, entry.handle_key))
+            ]
+            if not chosen:
+                continue
+            evidence = compare(entries.sides[position], [sides[c] for c in chosen])
+            scores = self._scorer.probabilities(evidence)
+            above = [
+                c
+                for c, p in zip(chosen, scores, strict=True)
+                if round(float(p), 4) >= entry.threshold
+            ]
+            if above:
+                hopeful[position] = above
+        if not hopeful:
+            return []
+
+        # Second pass, for the few left: exactly the score a check of the entry would give,
+        # with how common its avatar, bio and name are (the indexes asked once for all).
+        found: list[tuple[EntryRow, int, PairEvidence, Any]] = []
+        for (position, chosen), popularity in zip(
+            hopeful.items(), self._popularities(entries, list(hopeful)), strict=True
+        ):
+            entry, side = entries.rows[position], entries.sides[position]
+            evidence = compare(side, [sides[c] for c in chosen], popularity=popularity)
+            for c, pair, verdict in zip(
+                chosen, evidence, self._scorer.score(evidence), strict=True
+            ):
+                if verdict.score >= entry.threshold:
+                    found.append((entry, ids[c], pair, verdict))
+        if not found:
+            return []
+
+        stored = {row.id: row for row in self._profiles.get_many([f[1] for f in found])}
+        new = [
+            AlertWrite(
+                entry_id=entry.id,
+                key_id=entry.key_id,
+                profile_id=profile_id,
+                profile=_profile_document(stored[profile_id]),
+                score=verdict.score,
+                label=verdict.label,
+                signals=pair.signals(),
+                reasons=verdict.reasons,
+                likely_impersonator=verdict.likely_impersonator,
+                webhook_url=entry.webhook_url,
+            )
+            for entry, profile_id, pair, verdict in found
+            if profile_id in stored  # erased in the meantime: nothing left to alert on
+        ]
+        created = self.store.add_alerts(new, payload=_payload)
+        for alert in created:
+            logger.info(
+                "alert %d: profile %d matches watchlist entry %d (score %.3f)",
+                alert.id,
+                alert.profile_id,
+                alert.entry_id,
+                alert.score,
+            )
+        webhooks = {e.id for e, *_ in found if e.webhook_url}
+        if any(alert.entry_id in webhooks for alert in created):
+            for listener in list(self._listeners):
+                listener()
+        return created
+
+    def _popularities(self, entries: _EntrySet, positions: list[int]) -> list[Popularity]:
+        """How common each entry's avatar, bio and name are among the indexed profiles, as a
+        check of the entry counts them (`Matcher.match_many` does the same per query)."""
+        sides = [entries.sides[p] for p in positions]
+        found = self._matcher.candidates_many(
+            sides, exclude_ids=[entries.rows[p].profile_id for p in positions]
+        )
+        by_id = {
+            row.id: row
+            for row in self._profiles.get_many(sorted({i for c in found for i in c.ids}))
+        }
+        return [
+            replace(
+                candidates.popularity,
+                name=name_popularity(side, [by_id[i] for i in candidates.ids if i in by_id]),
+            )
+            for side, candidates in zip(sides, found, strict=True)
+        ]
+
+
+def _scope(caller: Caller) -> int | None:
+    """The key whose entries and alerts `caller` sees; None for every key's."""
+    return None if caller.can("watchlist.all") else caller.key_id
+
+
+def _parse_cursor(cursor: str | None) -> int | None:
+    if cursor is None or cursor == "":
+        return None
+    if not cursor.isdigit() or int(cursor) < 1:
+        message = "cursor: not a cursor returned by this listing"
+        raise InvalidInputError(message, details=[{"field": "cursor", "message": message}])
+    return int(cursor)
+
+
+def _identity_of(row: ProfileRow | None) -> dict[str, Any]:
+    """The identity a stored profile gives an entry: who it is and what it looks like."""
+    if row is None:
+        return {}
+    shown = row.to_stored().model_dump(mode="json", exclude_none=True)
+    keep = (
+        "platform",
+        "handle",
+        "display_name",
+        "bio",
+        "avatar_url",
+        "avatar_sha256",
+        "created_at",
+        "followers_count",
+        "verified",
+    )
+    return {name: shown[name] for name in keep if name in shown}
+
+
+def _profile_document(row: ProfileRow) -> dict[str, Any]:
+    """The clone as a check's match shows it: the stored record, no image bytes."""
+    return row.to_stored().model_dump(mode="json", exclude_none=True)
