@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # Type-checked packages; one that holds no Python file yet is left out (mypy refuses it).
 TYPED_PACKAGES := $(foreach pkg,models indexers service training bench,$(if $(wildcard $(pkg)/*.py),$(pkg)))
 
-.PHONY: install check test demo bench-quality bench-speed
+.PHONY: install check test demo bench-quality bench-speed bench-scan
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,6 @@ bench-quality:
 
 bench-speed:
 	$(BIN)/python -m bench.speed --profiles 100000
+
+bench-scan:
+	$(BIN)/python -m bench.scan --profiles 100000

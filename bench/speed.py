@@ -65,9 +65,15 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def _serve(data_dir: Path, models_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = _free_port()
-    env = {**os.environ, "CLONEFINDER_DATA_DIR": str(data_dir)}
+    # No rate limit: the benchmark is one client sending checks back to back on purpose.
+    env = {
+        **os.environ,
+        "CLONEFINDER_DATA_DIR": str(data_dir),
+        "CLONEFINDER_RATE_LIMIT_PER_MINUTE": "0",
+        "CLONEFINDER_MODEL_CACHE_DIR": str(models_dir),
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
         env=env,
@@ -87,9 +93,15 @@ def _serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the server did not become healthy")
 
 
-def _http_latencies(url: str, queries: list[dict[str, Any]]) -> list[float]:
+def _admin_headers(data_dir: Path) -> dict[str, str]:
+    """The key the server created at its first start."""
+    key = (data_dir / "admin.key").read_text(encoding="utf-8").strip()
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _http_latencies(url: str, queries: list[dict[str, Any]], data_dir: Path) -> list[float]:
     latencies = []
-    with httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=url, timeout=30, headers=_admin_headers(data_dir)) as client:
         for query in queries[:20]:  # warm-up
             client.post("/v1/checks", json=query).raise_for_status()
         for query in queries:
@@ -104,7 +116,10 @@ def run(*, profiles: int, checks: int, seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="clonefinder-speed-") as tmp:
         empty_dir, data_dir = Path(tmp) / "empty", Path(tmp) / "data"
         sample: list[dict[str, Any]] = []
-        engine = Engine.open(Settings(data_dir=data_dir))
+        # One ONNX export for the run, made here: a server exporting at its start would
+        # inflate its memory with the float model and skew the per-profile figure.
+        models_dir = Path(tmp) / "models"
+        engine = Engine.open(Settings(data_dir=data_dir, model_cache_dir=models_dir))
         try:
 
             def items() -> Any:
@@ -133,16 +148,21 @@ def run(*, profiles: int, checks: int, seed: int) -> dict[str, Any]:
         finally:
             engine.close()
 
-        baseline, url = _serve(empty_dir)
+        baseline, url = _serve(empty_dir, models_dir)
         try:
-            httpx.post(f"{url}/v1/checks", json={"display_name": "warm up"}, timeout=30)
+            httpx.post(
+                f"{url}/v1/checks",
+                json={"display_name": "warm up"},
+                headers=_admin_headers(empty_dir),
+                timeout=30,
+            ).raise_for_status()
             empty_rss = _rss_bytes(baseline.pid)
         finally:
             baseline.terminate()
             baseline.wait()
-        server, url = _serve(data_dir)
+        server, url = _serve(data_dir, models_dir)
         try:
-            report["check_http"] = _percentiles(_http_latencies(url, queries))
+            report["check_http"] = _percentiles(_http_latencies(url, queries, data_dir))
             full_rss = _rss_bytes(server.pid)
         finally:
             server.terminate()

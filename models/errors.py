@@ -54,6 +54,13 @@ class PayloadTooLargeError(InvalidInputError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaTypeError(InvalidInputError):
+    """A body in a format the endpoint does not read (a bulk scan takes JSON, JSON Lines or a
+    multipart form)."""
+
+    code = "unsupported_media_type"
+
+
 class NotFoundError(CloneFinderError):
     """The named profile (or other resource) does not exist."""
 
@@ -70,3 +77,28 @@ class ConfigurationError(CloneFinderError):
     """A setting that cannot work, or an optional backend whose extra is not installed."""
 
     code = "configuration"
+
+
+# --- API keys: who may call, and how often ---------------------------------------------------
+
+
+class AuthenticationError(CloneFinderError):
+    """No API key, an unknown one or a revoked one."""
+
+    code = "unauthorized"
+
+
+class PermissionDeniedError(CloneFinderError):
+    """A valid key whose role does not allow the operation."""
+
+    code = "forbidden"
+
+
+class RateLimitedError(CloneFinderError):
+    """A key that sent more requests than its rate limit; `retry_after` is whole seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = max(1, int(retry_after))

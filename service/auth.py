@@ -1,7 +1,7 @@
 """Roles and what each may do: the vocabulary the API's key checks are written in.
 
-CONTRACT (shared by the keys, scans and watchlist work): routes declare the permission they
-need with `service.api.auth.require(PERMISSION)`; the dependency yields a `Caller`.
+Routes declare the permission they need with `service.api.auth.require(PERMISSION)`; the
+dependency yields the `Caller`, which services use to scope what a key may see.
 """
 
 from __future__ import annotations
@@ -26,9 +26,7 @@ Permission = Literal[
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     "individual": frozenset({"checks", "watchlist"}),
-    "platform": frozenset(
-        {"checks", "profiles.read", "profiles.write", "scans", "watchlist"}
-    ),
+    "platform": frozenset({"checks", "profiles.read", "profiles.write", "scans", "watchlist"}),
     "investigator": frozenset({"checks", "profiles.read", "watchlist", "cases"}),
     "admin": frozenset(
         {

@@ -17,7 +17,7 @@ import socket
 import ssl
 import stat
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -265,10 +265,17 @@ class _GuardedBackend(httpcore.NetworkBackend):
     Every stream also carries the fetch's deadline, so the time limit is total, not per read.
     """
 
-    def __init__(self, *, allow_private: bool, deadline: float) -> None:
+    def __init__(
+        self,
+        *,
+        allow_private: bool,
+        deadline: float,
+        refuse: Callable[[str], Exception] = _fetch_error,
+    ) -> None:
         self._inner = httpcore.SyncBackend()
         self._allow_private = allow_private
         self._deadline = deadline
+        self._refuse = refuse  # builds the error a refusal raises, in the caller's words
 
     def connect_tcp(
         self,
@@ -302,7 +309,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        raise _fetch_error("unix sockets are not allowed")
+        raise self._refuse("unix sockets are not allowed")
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -312,21 +319,21 @@ class _GuardedBackend(httpcore.NetworkBackend):
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
-            raise _fetch_error(f"cannot resolve host {host}: {exc}") from None
+            raise self._refuse(f"cannot resolve host {host}: {exc}") from None
         addresses: list[IPAddress] = []
         for _family, _type, _proto, _name, sockaddr in infos:
             address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
             if address not in addresses:
                 addresses.append(address)
         if not addresses:
-            raise _fetch_error(f"host {host} has no address")
+            raise self._refuse(f"host {host} has no address")
         # Refuse if ANY address is non-public: an attacker controls which one a client picks.
         for address in addresses:
             reason = address_refusal(address, allow_loopback=self._allow_private)
             if reason is not None:
                 where = "" if str(address) == host else f" (host {host})"
-                logger.info("refused avatar fetch: address %s%s is %s", address, where, reason)
-                raise _fetch_error(f"address {address} is {reason}{where}")
+                logger.info("refused fetch: address %s%s is %s", address, where, reason)
+                raise self._refuse(f"address {address} is {reason}{where}")
         return addresses
 
 
@@ -368,6 +375,32 @@ def _budget(timeout: float | None, deadline: float, error: type[Exception]) -> f
     if remaining <= 0:
         raise error("the total time limit is spent")
     return remaining if timeout is None else min(timeout, remaining)
+
+
+def guarded_transport(
+    *,
+    allow_private: bool,
+    timeout_s: float,
+    refuse: Callable[[str], Exception],
+    ssl_context: ssl.SSLContext,
+) -> httpx.BaseTransport:
+    """An httpx transport with the address checks above, for other outgoing requests.
+
+    Every connection goes only to a checked public address (loopback too with
+    `allow_private`), and all of one transport's work must end within `timeout_s` from now:
+    build one per request. A refused address raises `refuse(reason)`. Callers still pass
+    `follow_redirects=False` and `trust_env=False` to their client.
+    """
+    backend = _GuardedBackend(
+        allow_private=allow_private, deadline=time.monotonic() + timeout_s, refuse=refuse
+    )
+    return _GuardedTransport(backend, ssl_context=ssl_context)
+
+
+# What a request through `guarded_transport` raises besides a refusal: a time limit spent,
+# or any other network or protocol failure.
+TIMEOUT_ERRORS = _TIMEOUTS
+NETWORK_ERRORS = _FAILURES
 
 
 class _GuardedTransport(httpx.BaseTransport):

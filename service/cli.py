@@ -34,7 +34,10 @@ from service.records import read_records
 from service.settings import Settings
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from service.engine import Engine
+    from service.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +158,26 @@ def scan(
     out: Annotated[Path, typer.Option("--out", help="Where to write the result records.")],
     top_k: TopKOption = 10,
     min_score: MinScoreOption = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="Run the scan as a job on this clonefinder server (its URL) instead of here.",
+        ),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", envvar="CLONEFINDER_API_KEY", help="The API key for --server."),
+    ] = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Check every profile of FILE; one result record per input, in order, to OUT (JSON Lines)."""
     settings = _setup(ctx, data_dir)
     console = _err_console()
+    if server is not None:
+        _scan_on_server(
+            console, file, out, server=server, key=key, top_k=top_k, min_score=min_score
+        )
     scanned = flagged = bad = 0
     with _fail_cleanly(console):
         records = read_records(file)
@@ -223,6 +241,209 @@ def serve(
     # The app's lifespan opens and closes the engine: uvicorn re-raises SIGTERM after a
     # graceful shutdown, so code after `uvicorn.run` would not run.
     uvicorn.run(create_app(settings, load_demo=demo), host=host, port=port, log_config=None)
+
+
+# --- bulk scans: workers, and scans through a server ----------------------------------------
+
+
+@app.command()
+def worker(ctx: typer.Context, data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """Do bulk scan jobs from the store until stopped (SIGTERM or Ctrl-C).
+
+    Any number of workers may run against one store, on this machine or others (with
+    CLONEFINDER_DATABASE_URL); each takes chunks of the queued jobs. A stopped worker finishes
+    the chunk in hand; a killed one's chunk is redone by another once its lease runs out.
+    """
+    import signal
+
+    from service.engine import Engine
+    from service.worker import ScanWorker
+
+    settings = _setup(ctx, data_dir, level=logging.INFO)
+    with _fail_cleanly(_err_console()):
+        # The server owns the saved index files; a worker follows the store in memory.
+        engine = Engine.open(settings, save_indexes=False)
+        # Watchlist alerts' webhook deliveries are sent from workers too, in background threads.
+        deliveries = engine.watchlist.start_deliveries()
+        try:
+            scan_worker = ScanWorker(engine, settings)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: scan_worker.stop())
+            scan_worker.run()
+        finally:
+            deliveries.stop()
+            engine.close()
+
+
+def _scan_on_server(
+    console: Console,
+    file: Path,
+    out: Path,
+    *,
+    server: str,
+    key: str | None,
+    top_k: int,
+    min_score: float | None,
+) -> None:
+    """`scan --server`: upload FILE, follow the job with a progress bar, write its results to
+    OUT in input order; exits like a local scan."""
+    from service.scan_client import remote_scan
+
+    with _fail_cleanly(console):
+        read_records(file)  # refuse an unreadable file before anything is sent
+        if out.resolve() == file.resolve():
+            raise InvalidInputError(f"--out {out} would overwrite the input file")
+        with _open_output(out) as sink, _job_progress(console) as tick:
+            summary = remote_scan(
+                file,
+                sink,
+                server=server,
+                key=key,
+                options={"top_k": top_k, "min_score": min_score},
+                progress=tick,
+            )
+    typer.echo(
+        f"scanned {summary.lines} profiles on {server} (job {summary.job_id}): "
+        f"{summary.flagged} with possible clones, {summary.errors} rejected; results in {out}"
+    )
+    raise typer.Exit(EXIT_SOME_REJECTED if summary.errors else EXIT_OK)
+
+
+@contextmanager
+def _job_progress(console: Console) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar of a server's job (records done of the total) on a terminal."""
+    if not console.is_terminal:
+        yield None
+        return
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("scanning on the server"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("scanning", total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+# --- API keys: only the store is opened (no model), so these answer at once ----------------
+
+keys_app = typer.Typer(
+    name="keys",
+    help="Create, list and revoke the API keys of the HTTP API.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    role: Annotated[
+        str,
+        typer.Option("--role", help="individual, platform, investigator or admin."),
+    ],
+    name: Annotated[str, typer.Option("--name", help="A unique name for the key's holder.")],
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Create a key; it is printed once, alone on the last line, and never stored."""
+    from service.keys import create_key
+    from service.store import KeyStore
+
+    settings = _setup(ctx, data_dir)
+    console = _err_console()
+    with _fail_cleanly(console), _open_store(settings) as store:
+        created = create_key(KeyStore(store), name=name, role=role)
+    row = created.row
+    # The note goes to stderr, the key alone to stdout: `KEY=$(clonefinder keys create ...)`.
+    console.print(
+        f"created key {row.name!r} (role {row.role}, starts {row.prefix}); it is shown only "
+        "now, store it safely:",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+    typer.echo(created.key)
+
+
+@keys_app.command("list")
+def keys_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per key.")] = False,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """List the keys: name, role, the key's first characters, created, last used, revoked."""
+    from service.store import KeyStore
+
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()), _open_store(settings) as store:
+        rows = KeyStore(store).list()
+    if as_json:
+        for row in rows:
+            shown = {
+                "name": row.name,
+                "role": row.role,
+                "prefix": row.prefix,
+                "created_at": row.created_at.isoformat(),
+                "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
+                "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+            }
+            typer.echo(json.dumps(shown, ensure_ascii=False))
+        return
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    if not rows:
+        console.print(
+            "no keys yet: `clonefinder keys create --role ROLE --name NAME`", markup=False
+        )
+        return
+    table = Table()
+    for column in ("name", "role", "starts", "created", "last used", "revoked"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        table.add_row(
+            row.name,
+            row.role,
+            row.prefix + "...",
+            _when(row.created_at),
+            _when(row.last_used_at),
+            _when(row.revoked_at),
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The key's name (see `keys list`).")],
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Revoke a key: running servers refuse it from their next request."""
+    from service.store import KeyStore
+
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()), _open_store(settings) as store:
+        row = KeyStore(store).revoke(name)
+    typer.echo(f"revoked key {row.name!r} (role {row.role}) at {_when(row.revoked_at)}")
+
+
+@contextmanager
+def _open_store(settings: Settings) -> Iterator[Store]:
+    from service.store import Store
+
+    store = Store.open(settings.resolved_database_url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else "-"
 
 
 def main() -> None:

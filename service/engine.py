@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -29,13 +30,15 @@ from models.scoring import ScoringModel
 from service.avatar_source import AvatarSource
 from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row
 from service.indexes import IndexSet
-from service.matcher import Matcher
+from service.matcher import Candidates, Matcher, MatchQuery
 from service.settings import Settings
 from service.store import ProfileRow, ProfileWrite, Store
+from service.watchlist import Watchlist
 
 logger = logging.getLogger(__name__)
 
 INGEST_BATCH = 512  # records per transaction; large enough to batch the model well
+SCAN_BATCH = 128  # queries checked together: one model call, one index search per batch
 DEMO_DIR = Path(__file__).with_name("demo")
 
 
@@ -68,6 +71,16 @@ class IngestReport:
     @property
     def rejected(self) -> int:
         return self._count("rejected")
+
+
+@dataclass(frozen=True)
+class PreparedChecks:
+    """A batch of checks half done (`Engine.prepare_checks`): what `finish_checks` needs."""
+
+    queries: list[ProfileQuery | CloneFinderError]
+    sides: list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError]
+    batch: list[MatchQuery]
+    candidates: list[Candidates]
 
 
 @dataclass
@@ -105,24 +118,46 @@ class Engine:
             max_bytes=settings.max_image_bytes,
             max_pixels=settings.max_image_pixels,
         )
+        # Watchlists: every ingested profile is checked against the protected identities.
+        self.watchlist = Watchlist(
+            store=store,
+            embedder=embedder,
+            avatars=self.avatars,
+            scorer=scorer,
+            matcher=self.matcher,
+            settings=settings,
+        )
         # Writes are serialised so the indexes apply the change log in order; checks never wait
         # on this lock, only (briefly) on the indexes' own write lock.
         self._write_lock = threading.Lock()
         self._unsaved_changes = 0
+        self.saves_indexes = True
 
     @classmethod
-    def open(cls, settings: Settings, *, embedder: BioEmbedder | None = None) -> Engine:
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        embedder: BioEmbedder | None = None,
+        scorer: ScoringModel | None = None,
+        save_indexes: bool = True,
+    ) -> Engine:
         """Open the store, load the model and the saved indexes (rebuilt when stale or absent).
 
         `embedder` lets one process that opens several stores (tests, training) load the
-        model once.
+        model once; `scorer` lets training measure pairs before any weights exist for the
+        current features. `save_indexes=False` keeps the indexes in memory only: for processes
+        (scan workers) that share a data folder with the server, which alone saves them.
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store.open(settings.resolved_database_url)
         embedder = embedder or BioEmbedder(
-            settings.embedding_model, batch_size=settings.embedding_batch_size
+            settings.embedding_model,
+            backend=settings.embedding_backend,
+            cache_dir=settings.resolved_model_cache_dir,
+            batch_size=settings.embedding_batch_size,
         )
-        scorer = ScoringModel.load()
+        scorer = scorer or ScoringModel.load()
         expected = {
             "settings": settings,
             "embedding_model": embedder.name,
@@ -137,6 +172,7 @@ class Engine:
             scorer=scorer,
             indexes=indexes or IndexSet.create(**expected),  # type: ignore[arg-type]
         )
+        engine.saves_indexes = save_indexes
         if indexes is None or indexes.last_change_seq > store.last_change_seq():
             # Absent, or saved from another (or a restored older) database: rebuild from truth.
             engine.reindex()
@@ -211,6 +247,7 @@ class Engine:
             with self._write_lock:
                 upserted = self.store.upsert(writes)
                 self._catch_up()
+            self.watchlist.on_ingested([(o.id, w) for o, w in zip(upserted, writes, strict=True)])
             for p, outcome in zip(prepared, upserted, strict=True):
                 outcomes[p.position] = RecordOutcome(
                     where=p.where,
@@ -245,15 +282,76 @@ class Engine:
     ) -> Result:
         """The likely impersonators of one identity, best first."""
         query = raw if isinstance(raw, ProfileQuery) else parse_query(raw)
-        side, own = self._query_side(query, base_dir=base_dir)
-        matches = self.matcher.match(
-            side,
-            query_key=query.key,
-            exclude_id=own.id if own else None,
-            top_k=top_k,
-            min_score=self.possible_clone_threshold if min_score is None else min_score,
+        outcome = self.check_many([query], top_k=top_k, min_score=min_score, base_dir=base_dir)[0]
+        if isinstance(outcome, CloneFinderError):
+            raise outcome
+        return outcome
+
+    def check_many(
+        self,
+        queries: Sequence[Any],
+        *,
+        top_k: int = 10,
+        min_score: float | None = None,
+        base_dir: Path | None = None,
+    ) -> list[Result | CloneFinderError]:
+        """`check` for a batch, in one pass: stored queries looked up in one store query, all
+        bios embedded in one model call, each index asked once for the whole batch, every
+        candidate loaded in one query. Each query gets exactly the result `check` gives it;
+        one that cannot be checked gets its error instead (in its place), the rest go on.
+        """
+        prepared = self.prepare_checks(queries, base_dir=base_dir)
+        return self.finish_checks(prepared, top_k=top_k, min_score=min_score)
+
+    def prepare_checks(
+        self, queries: Sequence[Any], *, base_dir: Path | None = None
+    ) -> PreparedChecks:
+        """The first half of `check_many`: queries parsed and completed from the store, bios
+        embedded, every index searched. Most of it runs outside the GIL (model, FAISS), so a
+        pipeline does it for the next batch while `finish_checks` compares this one."""
+        parsed: list[ProfileQuery | CloneFinderError] = []
+        for raw in queries:
+            try:
+                parsed.append(raw if isinstance(raw, ProfileQuery) else parse_query(raw))
+            except CloneFinderError as exc:
+                parsed.append(exc)
+        valid = [q for q in parsed if isinstance(q, ProfileQuery)]
+        sides = iter(self._query_sides(valid, base_dir=base_dir))
+        prepared: list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError] = [
+            q if isinstance(q, CloneFinderError) else next(sides) for q in parsed
+        ]
+        batch = [
+            MatchQuery(side, key=query.key, exclude_id=own.id if own else None)
+            for query, item in zip(parsed, prepared, strict=True)
+            if isinstance(query, ProfileQuery) and not isinstance(item, CloneFinderError)
+            for side, own in [item]
+        ]
+        candidates = self.matcher.candidates_many(
+            [q.side for q in batch], exclude_ids=[q.exclude_id for q in batch]
         )
-        return Result(query=QueryRef(platform=query.platform, handle=query.handle), matches=matches)
+        return PreparedChecks(parsed, prepared, batch, candidates)
+
+    def finish_checks(
+        self, prepared: PreparedChecks, *, top_k: int = 10, min_score: float | None = None
+    ) -> list[Result | CloneFinderError]:
+        """The second half of `check_many`: candidates loaded, compared and scored."""
+        found = iter(
+            self.matcher.match_candidates(
+                prepared.batch,
+                prepared.candidates,
+                top_k=top_k,
+                min_score=self.possible_clone_threshold if min_score is None else min_score,
+            )
+        )
+        results: list[Result | CloneFinderError] = []
+        for query, item in zip(prepared.queries, prepared.sides, strict=True):
+            if isinstance(item, CloneFinderError):
+                results.append(item)
+                continue
+            assert isinstance(query, ProfileQuery)
+            ref = QueryRef(platform=query.platform, handle=query.handle)
+            results.append(Result(query=ref, matches=next(found)))
+        return results
 
     def scan(
         self,
@@ -265,32 +363,114 @@ class Engine:
         progress: Callable[[int], None] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """One JSON-ready result record per input item, in input order; bad items say why."""
-        for done, (where, raw) in enumerate(items, start=1):
-            try:
-                if isinstance(raw, BaseException):
-                    raise raw
-                query = parse_query(raw, where=where)
-                result = self.check(query, top_k=top_k, min_score=min_score, base_dir=base_dir)
-                yield result.model_dump(mode="json")
-            except CloneFinderError as exc:
-                known = raw if isinstance(raw, dict) else {}
-                yield {
-                    "query": {"platform": known.get("platform"), "handle": known.get("handle")},
-                    "matches": [],
-                    "error": {**_error_dict(exc), "where": where},
-                }
+        iterator = iter(items)
+        done = 0
+        batches = iter(lambda: list(islice(iterator, SCAN_BATCH)), [])
+        for records in self.scan_batches(
+            batches, top_k=top_k, min_score=min_score, base_dir=base_dir
+        ):
+            yield from records
+            done += len(records)
             if progress is not None:
                 progress(done)
 
-    def _query_side(
-        self, query: ProfileQuery, *, base_dir: Path | None
-    ) -> tuple[ProfileSide, ProfileRow | None]:
-        """The query as comparison sees it, completed from the store when it names a profile."""
-        own = (
-            self.store.get(query.platform, query.handle)
-            if query.platform and query.handle
-            else None
+    def scan_batch(
+        self,
+        batch: Sequence[tuple[str, Any]],
+        *,
+        top_k: int = 10,
+        min_score: float | None = None,
+        base_dir: Path | None = None,
+    ) -> list[dict[str, Any]]:
+        """The result records of one batch of `(where, raw)` items, in order (see `scan`)."""
+        return self._scan_finish(
+            self._scan_prepare(batch, base_dir=base_dir), top_k=top_k, min_score=min_score
         )
+
+    def scan_batches(
+        self,
+        batches: Iterable[Sequence[tuple[str, Any]]],
+        *,
+        top_k: int = 10,
+        min_score: float | None = None,
+        base_dir: Path | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """`scan_batch` of each batch, in order, as a two-stage pipeline: while one batch is
+        compared and scored (Python), the next is embedded and searched in a helper thread
+        (the model and FAISS release the GIL), so the two cores of a small machine both work."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan-prepare") as pool:
+            upcoming = iter(batches)
+            first = next(upcoming, None)
+            if first is None:
+                return
+            current = pool.submit(self._scan_prepare, first, base_dir=base_dir)
+            for batch in upcoming:
+                following = pool.submit(self._scan_prepare, batch, base_dir=base_dir)
+                yield self._scan_finish(current.result(), top_k=top_k, min_score=min_score)
+                current = following
+            yield self._scan_finish(current.result(), top_k=top_k, min_score=min_score)
+
+    def _scan_prepare(
+        self, batch: Sequence[tuple[str, Any]], *, base_dir: Path | None
+    ) -> tuple[Sequence[tuple[str, Any]], list[CloneFinderError | None], PreparedChecks]:
+        queries: list[ProfileQuery | CloneFinderError] = []
+        for where, raw in batch:
+            try:
+                if isinstance(raw, BaseException):
+                    raise raw
+                queries.append(parse_query(raw, where=where))
+            except CloneFinderError as exc:
+                queries.append(exc)
+        unread = [q if isinstance(q, CloneFinderError) else None for q in queries]
+        valid = [q for q in queries if isinstance(q, ProfileQuery)]
+        return batch, unread, self.prepare_checks(valid, base_dir=base_dir)
+
+    def _scan_finish(
+        self,
+        prepared: tuple[Sequence[tuple[str, Any]], list[CloneFinderError | None], PreparedChecks],
+        *,
+        top_k: int,
+        min_score: float | None,
+    ) -> list[dict[str, Any]]:
+        batch, unread, checks = prepared
+        checked = iter(self.finish_checks(checks, top_k=top_k, min_score=min_score))
+        records = []
+        for (where, raw), error in zip(batch, unread, strict=True):
+            outcome = error if error is not None else next(checked)
+            if isinstance(outcome, CloneFinderError):
+                records.append(scan_error_record(where, raw, outcome))
+            else:
+                records.append(outcome.model_dump(mode="json"))
+        return records
+
+    def _query_sides(
+        self, queries: Sequence[ProfileQuery], *, base_dir: Path | None
+    ) -> list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError]:
+        """Each query as comparison sees it, completed from the store when it names a stored
+        profile (all looked up at once, all bios embedded at once)."""
+        owned = self.store.get_by_identity(
+            (query.platform, query.handle) for query in queries if query.platform and query.handle
+        )
+        out: list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError] = []
+        for query in queries:
+            own = owned.get(query.key) if query.platform and query.handle else None
+            try:
+                out.append(self._query_side(query, own, base_dir=base_dir))
+            except CloneFinderError as exc:
+                out.append(exc)
+        with_bio = [
+            item[0] for item, query in zip(out, queries, strict=True)
+            if not isinstance(item, CloneFinderError) and query.bio
+        ]  # fmt: skip
+        vectors = self.embedder.embed_bios([side.bio for side in with_bio])
+        for side, vector in zip(with_bio, vectors, strict=True):
+            side.bio_vector = vector
+        return out
+
+    def _query_side(
+        self, query: ProfileQuery, own: ProfileRow | None, *, base_dir: Path | None
+    ) -> tuple[ProfileSide, ProfileRow | None]:
+        """One query's side, but for its bio vector (the caller embeds a batch at once)."""
         side = side_of_row(own) if own else ProfileSide()
         given = query.display_name or query.bio or query.has_avatar
         if own is None and not given:
@@ -307,7 +487,6 @@ class Engine:
             side.handle_norm = text.normalize_handle(query.handle)
         if query.bio:
             side.bio = query.bio
-            side.bio_vector = self.embedder.embed_bios([query.bio])[0]
         if query.has_avatar:
             avatar = self.avatars.read(query, base_dir=base_dir)
             side.avatar_hashes = avatar.hashes if avatar else None
@@ -374,9 +553,21 @@ class Engine:
             self._save_indexes()
 
     def _save_indexes(self) -> None:
+        if not self.saves_indexes:
+            # Another process owns the saved files; the store's log is the durable copy.
+            self._unsaved_changes = 0
+            return
         # The index set locks itself while it saves (checks go on; writes wait).
         self.indexes.save(self.settings.index_dir)
         self._unsaved_changes = 0
+
+    def refresh(self) -> None:
+        """Apply what other processes wrote to the store since (scan workers that ingest, a
+        server next to workers), so this process's checks see it too."""
+        if self.store.last_change_seq() == self.indexes.last_change_seq:
+            return
+        with self._write_lock:
+            self._catch_up()
 
     def load_demo(self) -> int:
         """Load the bundled demo corpus into an empty store, so a first check finds something."""
@@ -410,6 +601,16 @@ def _add_rows(indexes: IndexSet, rows: list[ProfileRow]) -> None:
         indexes.bio.add(np.asarray(bio_ids, dtype=np.int64), np.stack(bio_vectors))
     if name_ids:
         indexes.names.add_many(np.asarray(name_ids, dtype=np.int64), name_keys_list)
+
+
+def scan_error_record(where: str, raw: Any, exc: CloneFinderError) -> dict[str, Any]:
+    """The result record of an input item that could not be checked: says where and why."""
+    known = raw if isinstance(raw, dict) else {}
+    return {
+        "query": {"platform": known.get("platform"), "handle": known.get("handle")},
+        "matches": [],
+        "error": {**_error_dict(exc), "where": where},
+    }
 
 
 def _error_dict(exc: CloneFinderError) -> dict[str, Any]:

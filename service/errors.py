@@ -17,12 +17,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models.errors import (
+    AuthenticationError,
     CloneFinderError,
     ConfigurationError,
     IndexStateError,
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitedError,
+    UnsupportedMediaTypeError,
 )
 
 logger = logging.getLogger(__name__)
@@ -36,10 +40,15 @@ EXIT_SERVICE_STATE = 3  # the data dir, its indexes or a setting cannot work
 # Most specific first: PayloadTooLargeError is an InvalidInputError.
 _HTTP_STATUS: tuple[tuple[type[CloneFinderError], int], ...] = (
     (PayloadTooLargeError, 413),
+    (UnsupportedMediaTypeError, 415),
     (InvalidInputError, 422),
     (NotFoundError, 404),
     (IndexStateError, 503),
     (ConfigurationError, 500),
+    # API keys: who may call, and how often.
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (RateLimitedError, 429),
 )
 
 _EXIT_CODE: tuple[tuple[type[CloneFinderError], int], ...] = (
@@ -51,11 +60,14 @@ _EXIT_CODE: tuple[tuple[type[CloneFinderError], int], ...] = (
 
 _HTTP_CODES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",
     503: "unavailable",
 }
 
@@ -66,6 +78,15 @@ def http_status(exc: CloneFinderError) -> int:
         if isinstance(exc, cls):
             return status
     return 500
+
+
+def http_headers(exc: CloneFinderError) -> dict[str, str] | None:
+    """Headers the status of `exc` calls for (RFC 9110: 401 names the scheme, 429 when to retry)."""
+    if isinstance(exc, AuthenticationError):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RateLimitedError):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 def exit_code(exc: CloneFinderError) -> int:
@@ -105,7 +126,9 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     status = http_status(exc)
     if status >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc.message)
-    return error_response(status, exc.code, exc.message, domain_error_details(exc))
+    return error_response(
+        status, exc.code, exc.message, domain_error_details(exc), headers=http_headers(exc)
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -157,17 +180,22 @@ class BodySizeLimitMiddleware:
     the application made of a truncated body is discarded and the client gets the 413.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        # Endpoints that stream their body into the store (bulk scan uploads) take more.
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
         declared = _content_length(scope)
-        if declared is not None and (declared < 0 or declared > self.max_bytes):
-            await self._refuse(send)
+        if declared is not None and (declared < 0 or declared > limit):
+            await self._refuse(send, limit)
             return
 
         received = 0
@@ -179,9 +207,9 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     exceeded = True
-                    raise PayloadTooLargeError(self._message())
+                    raise PayloadTooLargeError(self._message(limit))
             return message
 
         async def guarded_send(message: Message) -> None:
@@ -198,13 +226,13 @@ class BodySizeLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    def _message(self) -> str:
-        return f"request body is larger than the limit of {self.max_bytes} bytes"
+    def _message(self, limit: int) -> str:
+        return f"request body is larger than the limit of {limit} bytes"
 
-    async def _refuse(self, send: Send) -> None:
-        response = error_response(413, PayloadTooLargeError.code, self._message())
+    async def _refuse(self, send: Send, limit: int) -> None:
+        response = error_response(413, PayloadTooLargeError.code, self._message(limit))
         response.headers["connection"] = "close"
         await response(
             {"type": "http", "method": "POST", "path": "/", "headers": []},

@@ -19,7 +19,7 @@ from models.errors import ImageError
 from models.profile import ProfileRecord
 from models.result import Context
 from service.avatar_source import AvatarSource
-from service.store import AvatarBlob, ProfileRow
+from service.store import AvatarBlob, ComparableRow, ProfileRow
 
 HASH_SHAPE = (2, avatar_hashing.VIEWS, avatar_hashing.CODE_BYTES)
 
@@ -70,7 +70,7 @@ def _avatar_field(record: ProfileRecord) -> str:
     return "avatar_url"
 
 
-def context_of(record: ProfileRecord | ProfileRow) -> Context:
+def context_of(record: ProfileRecord | ProfileRow | ComparableRow) -> Context:
     return Context(
         created_at=record.created_at,
         followers_count=record.followers_count,
@@ -78,7 +78,7 @@ def context_of(record: ProfileRecord | ProfileRow) -> Context:
     )
 
 
-def side_of_row(row: ProfileRow) -> ProfileSide:
+def side_of_row(row: ProfileRow | ComparableRow) -> ProfileSide:
     """A stored profile as comparison sees it (no model call: features are stored)."""
     return ProfileSide(
         display_name=row.display_name,

@@ -20,7 +20,7 @@ from models.result import Match, PairEvidence
 from models.scoring import ScoringModel
 from service.features import side_of_row
 from service.indexes import IndexSet
-from service.store import ProfileRow, Store
+from service.store import ComparableRow, ProfileRow, Store
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,17 @@ class Candidates:
     popularity: Popularity
 
 
-def name_popularity(query: ProfileSide, rows: Sequence[ProfileRow]) -> int:
+@dataclass(frozen=True, slots=True)
+class MatchQuery:
+    """One query of a batch: its side, its identity (never its own match) and, when it is a
+    stored profile, that profile's id (left out of its candidates)."""
+
+    side: ProfileSide
+    key: tuple[str, str]
+    exclude_id: int | None
+
+
+def name_popularity(query: ProfileSide, rows: Sequence[ProfileRow | ComparableRow]) -> int:
     """How many of the candidates carry exactly the query's (folded) name: many means namesakes."""
     if not query.name_key:
         return 0
@@ -53,33 +63,63 @@ class Matcher:
 
     def candidates(self, query: ProfileSide, *, exclude_id: int | None) -> Candidates:
         """Ids the indexes propose, and how common the query's avatar and bio are."""
-        found: dict[int, None] = {}
-        avatar_popularity = bio_popularity = 0
+        return self.candidates_many([query], exclude_ids=[exclude_id])[0]
+
+    def candidates_many(
+        self, queries: Sequence[ProfileSide], *, exclude_ids: Sequence[int | None]
+    ) -> list[Candidates]:
+        """`candidates` of many queries, asking each FAISS index once for the whole batch.
+
+        Each query's answer is the one it gets alone: FAISS ranks every query row on its own,
+        and the name index is asked per query.
+        """
+        found: list[dict[int, None]] = [{} for _ in queries]
+        avatar_popularity = [0] * len(queries)
+        bio_popularity = [0] * len(queries)
         with self.indexes.reading():
-            if query.avatar_hashes is not None:
-                codes = avatar_hashing.query_codes(query.avatar_hashes)
-                distances, ids = self.indexes.avatar.search(codes, AVATAR_CANDIDATES)
-                near = {
-                    int(i)
-                    for d, i in zip(distances.ravel(), ids.ravel(), strict=True)
-                    if i >= 0 and i != exclude_id and d <= avatar_hashing.SAME_IMAGE_BITS
-                }
-                avatar_popularity = len(near)
-                found.update(dict.fromkeys(int(i) for i in ids.ravel() if i >= 0))
-            if query.bio_vector is not None:
-                scores, ids = self.indexes.bio.search(query.bio_vector[None, :], BIO_CANDIDATES)
-                bio_popularity = sum(
-                    1
-                    for s, i in zip(scores[0], ids[0], strict=True)
-                    if i >= 0 and i != exclude_id and s >= BIO_NEAR_IDENTICAL
+            with_avatar = [i for i, q in enumerate(queries) if q.avatar_hashes is not None]
+            if with_avatar:
+                blocks = [
+                    avatar_hashing.query_codes(queries[i].avatar_hashes)  # type: ignore[arg-type]
+                    for i in with_avatar
+                ]
+                all_distances, all_ids = self.indexes.avatar.search(
+                    np.concatenate(blocks), AVATAR_CANDIDATES
                 )
-                found.update(dict.fromkeys(int(i) for i in ids[0] if i >= 0))
-            if query.name_key or query.handle_norm:
-                keys = text.candidate_keys(query.name_key, query.handle_norm)
-                for profile_id, _shared in self.indexes.names.search(keys, NAME_CANDIDATES):
-                    found[int(profile_id)] = None
-        found.pop(exclude_id, None)  # type: ignore[arg-type]
-        return Candidates(list(found), Popularity(avatar=avatar_popularity, bio=bio_popularity))
+                start = 0
+                for i, block in zip(with_avatar, blocks, strict=True):
+                    distances = all_distances[start : start + len(block)]
+                    ids = all_ids[start : start + len(block)]
+                    start += len(block)
+                    near = {
+                        int(j)
+                        for d, j in zip(distances.ravel(), ids.ravel(), strict=True)
+                        if j >= 0 and j != exclude_ids[i] and d <= avatar_hashing.SAME_IMAGE_BITS
+                    }
+                    avatar_popularity[i] = len(near)
+                    found[i].update(dict.fromkeys(int(j) for j in ids.ravel() if j >= 0))
+            with_bio = [i for i, q in enumerate(queries) if q.bio_vector is not None]
+            if with_bio:
+                matrix = np.stack([queries[i].bio_vector for i in with_bio])  # type: ignore[misc]
+                all_scores, all_ids = self.indexes.bio.search(matrix, BIO_CANDIDATES)
+                for row, i in enumerate(with_bio):
+                    bio_popularity[i] = sum(
+                        1
+                        for sim, j in zip(all_scores[row], all_ids[row], strict=True)
+                        if j >= 0 and j != exclude_ids[i] and sim >= BIO_NEAR_IDENTICAL
+                    )
+                    found[i].update(dict.fromkeys(int(j) for j in all_ids[row] if j >= 0))
+            for i, query in enumerate(queries):
+                if query.name_key or query.handle_norm:
+                    keys = text.candidate_keys(query.name_key, query.handle_norm)
+                    for profile_id, _shared in self.indexes.names.search(keys, NAME_CANDIDATES):
+                        found[i][int(profile_id)] = None
+        out = []
+        for i, proposed in enumerate(found):
+            proposed.pop(exclude_ids[i], None)  # type: ignore[arg-type]
+            popularity = Popularity(avatar=avatar_popularity[i], bio=bio_popularity[i])
+            out.append(Candidates(list(proposed), popularity))
+        return out
 
     def neighbourhood(
         self, query: ProfileSide, *, exclude_id: int | None
@@ -105,26 +145,94 @@ class Matcher:
         min_score: float,
     ) -> list[Match]:
         """The best `top_k` matches scoring at least `min_score`, highest first."""
-        neighbours, popularity = self.neighbourhood(query, exclude_id=exclude_id)
-        rows = [row for row in neighbours if identity_key(row.platform, row.handle) != query_key]
-        if not rows:
+        return self.match_many(
+            [MatchQuery(query, key=query_key, exclude_id=exclude_id)],
+            top_k=top_k,
+            min_score=min_score,
+        )[0]
+
+    def match_many(
+        self, queries: Sequence[MatchQuery], *, top_k: int, min_score: float
+    ) -> list[list[Match]]:
+        """`match` for many queries in one pass: each index asked once for the batch, every
+        candidate of the batch loaded in one store query and turned into a comparable side
+        once; then each query is compared and scored on its own, so its matches are exactly
+        those it gets alone."""
+        if not queries:
             return []
-        evidence = self.evidence(query, rows, popularity=popularity)
-        verdicts = self._scorer.score(evidence)
-        order = np.argsort([-v.score for v in verdicts], kind="stable")
-        matches: list[Match] = []
-        for i in order:
-            verdict = verdicts[i]
-            if verdict.score < min_score or len(matches) >= top_k:
-                break
-            matches.append(
-                Match(
-                    profile=rows[i].to_stored().model_dump(mode="json", exclude_none=True),
-                    score=verdict.score,
-                    label=verdict.label,
-                    signals=evidence[i].signals(),
-                    reasons=verdict.reasons,
-                    likely_impersonator=verdict.likely_impersonator,
-                )
+        found = self.candidates_many(
+            [q.side for q in queries], exclude_ids=[q.exclude_id for q in queries]
+        )
+        return self.match_candidates(queries, found, top_k=top_k, min_score=min_score)
+
+    def match_candidates(
+        self,
+        queries: Sequence[MatchQuery],
+        found: Sequence[Candidates],
+        *,
+        top_k: int,
+        min_score: float,
+    ) -> list[list[Match]]:
+        """The second half of `match_many`, on candidates already found: a pipeline searches
+        the indexes for its next batch (model and FAISS, outside the GIL) meanwhile."""
+        if not queries:
+            return []
+        wanted = sorted({i for c in found for i in c.ids})
+        by_id = {row.id: row for row in self._store.get_comparable(wanted)}
+        sides: dict[int, ProfileSide] = {}
+        kept: list[list[tuple[int, PairEvidence, float]]] = []
+        for query, candidates in zip(queries, found, strict=True):
+            # In id order, so that ties keep one order whatever else was in the batch.
+            neighbours = [by_id[i] for i in sorted(candidates.ids) if i in by_id]
+            popularity = replace(
+                candidates.popularity, name=name_popularity(query.side, neighbours)
             )
-        return matches
+            rows = [
+                row for row in neighbours if identity_key(row.platform, row.handle) != query.key
+            ]
+            if not rows:
+                kept.append([])
+                continue
+            for row in rows:
+                if row.id not in sides:
+                    sides[row.id] = side_of_row(row)
+            evidence = compare(query.side, [sides[row.id] for row in rows], popularity=popularity)
+            kept.append(
+                [
+                    (rows[i].id, evidence[i], p)
+                    for i, p in self._ranked(evidence, top_k=top_k, min_score=min_score)
+                ]
+            )
+        # Only the profiles reported are loaded whole, in one query for the batch.
+        shown = {row.id: row for row in self._store.get_many([i for k in kept for i, _, _ in k])}
+        return [
+            [self._match(shown[pid], e, p) for pid, e, p in matches if pid in shown]
+            for matches in kept
+        ]
+
+    def _ranked(
+        self, evidence: Sequence[PairEvidence], *, top_k: int, min_score: float
+    ) -> list[tuple[int, float]]:
+        """(position, probability) of the best `top_k` pairs scoring at least `min_score`,
+        best first (ties in candidate order)."""
+        probabilities = self._scorer.probabilities(evidence)
+        scores = [round(float(p), 4) for p in probabilities]
+        order = np.argsort([-score for score in scores], kind="stable")
+        best: list[tuple[int, float]] = []
+        for i in order:
+            if scores[i] < min_score or len(best) >= top_k:
+                break
+            best.append((int(i), float(probabilities[i])))
+        return best
+
+    def _match(self, row: ProfileRow, evidence: PairEvidence, probability: float) -> Match:
+        """A reported match, explained (reasons are only worked out for these)."""
+        verdict = self._scorer.verdict(evidence, probability)
+        return Match(
+            profile=row.to_stored().model_dump(mode="json", exclude_none=True),
+            score=verdict.score,
+            label=verdict.label,
+            signals=evidence.signals(),
+            reasons=verdict.reasons,
+            likely_impersonator=verdict.likely_impersonator,
+        )

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: SQLite file in data_dir
     vector_backend: Literal["faiss"] = "faiss"
     embedding_model: str | None = None  # a path or a name; default: the bundled all-MiniLM-L6-v2
+    embedding_backend: Literal["onnx-int8", "torch"] = "onnx-int8"
+    model_cache_dir: Path | None = None  # where the ONNX export is kept; default: data_dir/models
     embedding_batch_size: int = 128  # measured fastest on 2 cores (bench/speed.py)
 
     max_image_bytes: int = 10 * 1024 * 1024
@@ -28,15 +30,58 @@ class Settings(BaseSettings):
     max_body_bytes: int = 32 * 1024 * 1024
     max_records_per_request: int = 10_000
 
+    # --- API keys and limits per key -------------------------------------------------------
+    # Requests a key may make per minute, on average, in each server process (0: no limit),
+    # and how many it may send at once before the average applies (a token bucket).
+    rate_limit_per_minute: int = Field(default=600, ge=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
+    # Avatars (avatar_base64, avatar_url or avatar_path) one request's records may carry: each
+    # is decoded and hashed, some fetched, so they cost far more than the rest of a record.
+    max_images_per_request: int = Field(default=1_000, ge=0)
+
     index_save_every: int = 5_000  # changes between automatic index saves
     host: str = "127.0.0.1"
     port: int = 8000
+
+    # --- watchlists, alerts and webhooks ---------------------------------------------------
+    # One webhook POST may take this long in all (connect, send, answer); then it is a failed
+    # attempt. Failed attempts are retried after base, 2 x base, 4 x base, ... (at most
+    # `webhook_retry_max_s` apart) until `webhook_max_attempts` were made.
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_retry_base_s: float = Field(default=30.0, gt=0)
+    webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    # How often a delivery loop looks for due deliveries written by other processes (a new
+    # alert of its own process wakes it at once), and how many it sends at the same time.
+    webhook_poll_interval_s: float = Field(default=2.0, gt=0)
+    webhook_workers: int = Field(default=2, ge=1)
+
+    # --- bulk scans: durable jobs and their workers ----------------------------------------
+    # `serve` runs one worker in a thread; turn it off when separate `clonefinder worker`
+    # processes do the scanning.
+    in_process_worker: bool = True
+    # Input records a worker claims at once (one model call and one index search per chunk).
+    scan_chunk_size: int = Field(default=256, ge=1)
+    # A claimed chunk goes back to the pool this long after its worker stopped renewing the
+    # lease (a killed worker); the lease is renewed every third of it.
+    scan_lease_s: float = Field(default=60.0, gt=0)
+    # How often an idle worker looks for work (and catches up with other processes' writes).
+    scan_poll_s: float = Field(default=1.0, gt=0)
+    # A chunk claimed this many times without being finished fails its job.
+    scan_max_attempts: int = Field(default=5, ge=1)
+    # An upload streams into the store, so it may be far larger than `max_body_bytes`.
+    max_scan_upload_bytes: int = Field(default=16 * 1024**3, ge=1)
+    max_scan_record_bytes: int = Field(default=16 * 1024**2, ge=1)
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'clonefinder.db').resolve()}"
+
+    @property
+    def resolved_model_cache_dir(self) -> Path:
+        return self.model_cache_dir or self.data_dir / "models"
 
     @property
     def index_dir(self) -> Path:

@@ -20,6 +20,8 @@ SERVER_START_TIMEOUT_S = 90.0
 # The session server's limits are small so that 413 answers are cheap to provoke.
 SERVER_MAX_BODY_BYTES = 2_000_000
 SERVER_MAX_RECORDS = 50
+SERVER_MAX_IMAGES = 10
+SERVER_RATE_LIMIT_PER_MINUTE = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,14 @@ def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log_path: Path
     pytest.fail(f"server not ready after {SERVER_START_TIMEOUT_S:.0f} s:\n{log}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_model_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One ONNX export for the whole session: every server process started by a test
+    inherits this, instead of exporting the model again into its own fresh data dir."""
+    folder = tmp_path_factory.mktemp("model-cache")
+    os.environ.setdefault("CLONEFINDER_MODEL_CACHE_DIR", str(folder))
+
+
 @pytest.fixture(scope="session")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """`python -m service.cli serve` on a free port with a fresh data dir, for the session."""
@@ -74,6 +84,14 @@ def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServ
         "CLONEFINDER_AVATAR_FETCH_ALLOW_PRIVATE": "1",
         "CLONEFINDER_MAX_BODY_BYTES": str(SERVER_MAX_BODY_BYTES),
         "CLONEFINDER_MAX_RECORDS_PER_REQUEST": str(SERVER_MAX_RECORDS),
+        # Keys: a limit no test reaches (tests/service/test_auth.py runs its own tiny one),
+        # and few images per request so that 413 is cheap to provoke.
+        "CLONEFINDER_RATE_LIMIT_PER_MINUTE": str(SERVER_RATE_LIMIT_PER_MINUTE),
+        "CLONEFINDER_RATE_LIMIT_BURST": str(SERVER_RATE_LIMIT_PER_MINUTE),
+        "CLONEFINDER_MAX_IMAGES_PER_REQUEST": str(SERVER_MAX_IMAGES),
+        # Webhooks: retries and polling in tens of milliseconds, so deliveries settle fast.
+        "CLONEFINDER_WEBHOOK_RETRY_BASE_S": "0.05",
+        "CLONEFINDER_WEBHOOK_POLL_INTERVAL_S": "0.1",
     }
     env.pop("CLONEFINDER_DATA_DIR", None)
     command = [sys.executable, "-m", "service.cli", "serve"]

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from service.cli import app
@@ -32,7 +33,12 @@ def test_the_readme_has_command_line_examples() -> None:
 @pytest.mark.parametrize("words", _examples(), ids=lambda w: " ".join(w)[:40])
 def test_each_example_uses_real_commands_and_options(words: list[str]) -> None:
     command, options = words[0], [w.split("=")[0] for w in words[1:] if w.startswith("--")]
-    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    # A command group (`keys create`): the options belong to its sub-command.
+    root = typer.main.get_command(app)
+    assert isinstance(root, typer.core.TyperGroup)
+    if isinstance(root.commands.get(command), typer.core.TyperGroup):
+        command = f"{words[0]} {words[1]}"
+    result = CliRunner().invoke(app, [*command.split(), "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for option in options:
         assert option in result.output, f"{command} has no option {option}"

@@ -9,10 +9,15 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from service.api.auth import build_authenticator, document_auth_errors, start_authentication
 from service.api.routes import checks, health, profiles
+from service.api.routes import scans as scan_routes
+from service.api.routes import watchlist as watchlist_routes
 from service.engine import Engine
 from service.errors import BodySizeLimitMiddleware, install_error_handlers
+from service.scans import ScanService
 from service.settings import Settings
+from service.worker import ScanWorker
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +29,11 @@ Ingest profile records, then check an identity: the answer lists the accounts th
 display name, handle, avatar or bio, each with a calibrated score, per-field signals, readable
 reasons and which side is likely the copy. Errors are always
 `{"error": {"code", "message", "details"}}`.
+
+Every endpoint but `/v1/health` needs an API key, sent as `Authorization: Bearer KEY` or
+`X-API-Key: KEY` (401 without a valid one, 403 when the key's role does not allow the
+operation, 429 with `Retry-After` above the key's rate limit). `clonefinder keys create` makes
+keys; the server writes the first admin key to `DATA_DIR/admin.key` at its first start.
 """
 
 
@@ -44,15 +54,33 @@ def create_app(
         if owned:
             logger.info("opening the engine on %s", settings.data_dir.resolve())
             app.state.engine = await run_in_threadpool(Engine.open, settings)
+        # API keys: the first admin key on an empty store, and the key checks over the store.
+        app.state.authenticator = await run_in_threadpool(
+            lambda: start_authentication(app.state.engine.store, settings, demo=load_demo)
+        )
         if load_demo:
             loaded = await run_in_threadpool(app.state.engine.load_demo)
             logger.info("demo profiles loaded: %d", loaded)
+        # Watchlist alerts' webhook deliveries are sent from background threads while serving.
+        deliveries = app.state.engine.watchlist.start_deliveries()
+        # Bulk scans: the jobs, and one worker in a thread unless the settings turn it off (the
+        # thread then only applies what workers and other processes write to the store).
+        app.state.scans = ScanService(app.state.engine.store, settings)
+        await run_in_threadpool(app.state.scans.drop_abandoned_uploads)
+        scan_worker = ScanWorker(app.state.engine, settings, take_jobs=settings.in_process_worker)
+        scan_worker.start()
         try:
             yield
         finally:
+            # A chunk cut short is redone by a worker once its lease runs out.
+            await run_in_threadpool(lambda: scan_worker.stop(timeout=30))
+            app.state.scans = None
+            await run_in_threadpool(deliveries.stop)
             if owned and app.state.engine is not None:
                 await run_in_threadpool(app.state.engine.close)
             app.state.engine = None if owned else engine
+            if owned:
+                app.state.authenticator = None
 
     app = FastAPI(
         title="clonefinder",
@@ -65,12 +93,23 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.authenticator = (
+        None if engine is None else build_authenticator(engine.store, settings)
+    )
+    document_auth_errors(app)
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        # Scan uploads stream into the store, record by record.
+        path_limits={"/v1/scans": settings.max_scan_upload_bytes},
+    )
 
     v1 = APIRouter(prefix="/v1")
     v1.include_router(health.router)
     v1.include_router(profiles.router)
     v1.include_router(checks.router)
+    v1.include_router(watchlist_routes.router)
+    v1.include_router(scan_routes.router)
     app.include_router(v1)
     return app

@@ -7,17 +7,28 @@ line of parsing and one engine call.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
+import anyio.from_thread
 from fastapi import Depends, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import InvalidInputError, PayloadTooLargeError
 from service.engine import Engine
+from service.scans import ScanService, ScanUpload
 from service.settings import Settings
+from service.watchlist import AlertQuery, RegisterRequest, Watchlist
+
+# Store ids are 64-bit signed integers: a larger one can name nothing, and must be refused
+# as a bad request rather than overflow the database driver.
+MAX_ROW_ID = 2**63 - 1
+RowId = Annotated[int, FastApiPath(ge=1, le=MAX_ROW_ID)]
 
 
 def get_engine(request: Request) -> Engine:
@@ -75,7 +86,27 @@ def profile_batch(body: JsonBody, settings: SettingsDep) -> ProfileBatch:
             f"{len(records)} records in one request; the limit is {limit} "
             "(split the list, or use a bulk scan)"
         )
+    check_image_count(records, limit=settings.max_images_per_request)
     return ProfileBatch(items=[(f"index {i}", record) for i, record in enumerate(records)])
+
+
+_AVATAR_FIELDS = ("avatar_base64", "avatar_url", "avatar_path")
+
+
+def check_image_count(records: list[Any], *, limit: int) -> None:
+    """413 when the records carry more than `limit` avatars: each costs a decode and hashing,
+    a URL a fetch too, far more than the rest of a record (records-per-request cannot see it).
+    """
+    images = sum(
+        1
+        for record in records
+        if isinstance(record, dict) and any(record.get(field) for field in _AVATAR_FIELDS)
+    )
+    if images > limit:
+        raise PayloadTooLargeError(
+            f"{images} avatars in one request; the limit is {limit} "
+            "(split the list, or use a bulk scan)"
+        )
 
 
 ProfileBatchDep = Annotated[ProfileBatch, Depends(profile_batch)]
@@ -134,3 +165,131 @@ def _option(value: Any, name: str, kind: type, low: float, high: float) -> Any:
 def _json_type(value: Any) -> str:
     names = {str: "a string", int: "a number", float: "a number", bool: "a boolean"}
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+# --- watchlists, alerts and webhook deliveries ---------------------------------------------
+
+
+def get_watchlist(engine: EngineDep) -> Watchlist:
+    return engine.watchlist
+
+
+WatchlistDep = Annotated[Watchlist, Depends(get_watchlist)]
+
+
+def watchlist_request(body: JsonBody) -> RegisterRequest:
+    """A new entry: the identity under `identity`, or as the body's own fields, with the
+    options `threshold` and `webhook_url` beside it. The identity itself is validated by the
+    watchlist, like a check's query."""
+    if not isinstance(body, dict):
+        raise InvalidInputError(f"a watchlist entry is one JSON object, got {_json_type(body)}")
+    fields = dict(body)
+    threshold = _option(fields.pop("threshold", None), "threshold", float, 0.0, 1.0)
+    webhook_url = fields.pop("webhook_url", None)
+    if webhook_url is not None and not isinstance(webhook_url, str):
+        message = "field 'webhook_url': must be a string"
+        raise InvalidInputError(message, details=[{"field": "webhook_url", "message": message}])
+    identity = fields.pop("identity", None)
+    if identity is None:
+        identity = fields
+    elif not isinstance(identity, dict):
+        message = "field 'identity': must be a profile object"
+        raise InvalidInputError(message, details=[{"field": "identity", "message": message}])
+    elif fields:
+        message = (
+            f"fields {sorted(fields)} are outside 'identity': send the identity's fields either "
+            "under 'identity' or at the top level, not both"
+        )
+        raise InvalidInputError(message, details=[{"field": "identity", "message": message}])
+    return RegisterRequest(identity=identity, threshold=threshold, webhook_url=webhook_url or None)
+
+
+WatchlistRequestDep = Annotated[RegisterRequest, Depends(watchlist_request)]
+
+
+def alert_query(
+    entry_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="only this entry's alerts")
+    ] = None,
+    acknowledged: Annotated[
+        bool | None, Query(description="only acknowledged (true) or unacknowledged (false)")
+    ] = None,
+    since: Annotated[
+        datetime | None, Query(description="only alerts created at or after this ISO time")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(description="the previous page's next_cursor: the next, older page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="most alerts in the page")] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000, description="alerts to skip")] = 0,
+) -> AlertQuery:
+    return AlertQuery(
+        entry_id=entry_id,
+        acknowledged=acknowledged,
+        since=since,
+        cursor=cursor,
+        limit=limit,
+        offset=offset,
+    )
+
+
+AlertQueryDep = Annotated[AlertQuery, Depends(alert_query)]
+
+
+# --- bulk scans ----------------------------------------------------------------------------
+
+
+def get_scans(request: Request) -> ScanService:
+    """The scan jobs service built at start-up; 503 while there is none."""
+    scans: ScanService | None = getattr(request.app.state, "scans", None)
+    if scans is None:
+        raise StarletteHTTPException(503, "the service is not ready: its engine is not loaded")
+    return scans
+
+
+ScansDep = Annotated[ScanService, Depends(get_scans)]
+
+
+def scan_upload(
+    request: Request,
+    mode: Annotated[
+        Literal["against_index", "clusters"] | None,
+        Query(description="against_index (default) or clusters"),
+    ] = None,
+    top_k: Annotated[int | None, Query(ge=1, le=100, description="most matches")] = None,
+    min_score: Annotated[
+        float | None, Query(ge=0.0, le=1.0, description="least score reported")
+    ] = None,
+    ingest: Annotated[
+        bool | None, Query(description="also ingest the profiles (needs profiles.write)")
+    ] = None,
+) -> ScanUpload:
+    """A scan upload: its options from the query (they win over options in the body) and its
+    body as a stream that the (blocking) route reads chunk by chunk."""
+    return ScanUpload(
+        content_type=request.headers.get("content-type", ""),
+        options={"mode": mode, "top_k": top_k, "min_score": min_score, "ingest": ingest},
+        chunks=_blocking_body(request),
+    )
+
+
+def _blocking_body(request: Request) -> Iterator[bytes]:
+    """The request body, chunk by chunk as it arrives, for a route running in a worker
+    thread: each chunk is awaited on the event loop, so the body is never held whole."""
+    stream = request.stream()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    while (chunk := anyio.from_thread.run(next_chunk)) is not None:
+        if chunk:
+            yield chunk
+
+
+ScanUploadDep = Annotated[ScanUpload, Depends(scan_upload)]
+ResultsOffset = Annotated[
+    int, Query(ge=0, description="the result line to start at (0: the first); lines in order")
+]

@@ -41,6 +41,9 @@ class FaissBinaryIndex:
             raise ValueError("code_bytes must be positive")
         self.code_bytes = code_bytes
         self._index = _index or faiss.IndexBinaryIDMap(faiss.IndexBinaryFlat(code_bytes * 8))
+        # Counting sort instead of a heap per query: several times faster for a batch of
+        # queries (a scan's chunk) at the k this index is searched with, as fast for one.
+        faiss.downcast_IndexBinary(self._index.index).use_heap = False  # type: ignore[attr-defined]
         # How many codes one id usually has, to size the first over-fetch of a search.
         self._views = max(1, round(self._index.ntotal / max(1, self.ntotal_ids)))
 

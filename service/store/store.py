@@ -132,6 +132,26 @@ class ProfileRow:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ComparableRow:
+    """What comparing a candidate needs of a stored profile, and no more: a batch of checks
+    loads hundreds of candidates per query, and decoding the rest (attributes, timestamps)
+    would cost more than comparing them."""
+
+    id: int
+    platform: str
+    handle: str
+    display_name: str | None
+    bio: str | None
+    name_key: str
+    handle_norm: str
+    avatar_hashes: bytes | None
+    bio_vector: bytes | None
+    created_at: datetime | None
+    followers_count: int | None
+    verified: bool | None
+
+
 @dataclass(frozen=True)
 class Change:
     seq: int
@@ -140,6 +160,10 @@ class Change:
 
 
 _ROW_COLUMNS = [profiles.c[f.name] for f in fields(ProfileRow)]
+_COMPARABLE_COLUMNS = [profiles.c[f.name] for f in fields(ComparableRow)]
+_COMPARABLE_BINARY = [
+    i for i, f in enumerate(fields(ComparableRow)) if f.name in ("avatar_hashes", "bio_vector")
+]
 _BINARY_POSITIONS = [
     i for i, f in enumerate(fields(ProfileRow)) if f.name in ("avatar_hashes", "bio_vector")
 ]
@@ -376,6 +400,42 @@ class Store:
                 stmt = select(*_ROW_COLUMNS).where(profiles.c.id.in_(chunk))
                 rows.extend(_row(r) for r in conn.execute(stmt))
         return rows
+
+    def get_comparable(self, ids: Sequence[int]) -> list[ComparableRow]:
+        """`get_many`, with only the columns comparison reads (see ComparableRow)."""
+        wanted = sorted({int(i) for i in ids})
+        rows: list[ComparableRow] = []
+        with self._engine.connect() as conn:
+            for chunk in _chunks(wanted, self._in_chunk):
+                stmt = select(*_COMPARABLE_COLUMNS).where(profiles.c.id.in_(chunk))
+                for r in conn.execute(stmt):
+                    values = list(r)
+                    for i in _COMPARABLE_BINARY:
+                        if values[i] is not None and type(values[i]) is not bytes:
+                            values[i] = bytes(values[i])
+                    rows.append(ComparableRow(*values))
+        return rows
+
+    def get_by_identity(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], ProfileRow]:
+        """The stored profiles of these identities, by folded (platform, handle), in one query
+        per chunk of keys (a batch of checks looks its stored queries up at once)."""
+        wanted = {identity_key(platform, handle) for platform, handle in keys}
+        ordered = sorted(wanted)
+        found: dict[tuple[str, str], ProfileRow] = {}
+        with self._engine.connect() as conn:
+            for chunk in _chunks(ordered, self._in_chunk // 2):
+                # Both columns filtered so the unique index serves the lookup; the cross product
+                # of the two IN lists is filtered exactly below.
+                stmt = select(*_ROW_COLUMNS).where(
+                    profiles.c.platform_key.in_({p for p, _ in chunk}),
+                    profiles.c.handle_key.in_({h for _, h in chunk}),
+                )
+                for r in conn.execute(stmt):
+                    row = _row(r)
+                    key = identity_key(row.platform, row.handle)
+                    if key in wanted:
+                        found[key] = row
+        return found
 
     def avatar(self, sha256: str) -> AvatarBlob | None:
         """The exact bytes stored under this digest, or None."""

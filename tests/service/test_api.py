@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from models.errors import (
+    AuthenticationError,
     AvatarFetchError,
     CloneFinderError,
     ConfigurationError,
@@ -23,10 +24,14 @@ from models.errors import (
     InvalidRecordError,
     NotFoundError,
     PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitedError,
 )
 from service.api.app import create_app
 from service.engine import Engine
+from service.keys import create_key
 from service.settings import Settings
+from service.store import KeyStore, Store
 from tests.conftest import RunningServer
 from tests.images import photo
 
@@ -35,7 +40,9 @@ slow = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def client(api_server: RunningServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_server.base_url, timeout=60.0) as http:
+    with httpx.Client(
+        base_url=api_server.base_url, headers=api_server.headers, timeout=60.0
+    ) as http:
         yield http
 
 
@@ -124,6 +131,31 @@ def test_a_client_cannot_make_the_server_read_its_files(client: httpx.Client) ->
     assert report["results"][0]["error"]["field"] == "avatar_path"
     check = client.post("/v1/checks", json={"avatar_path": "/etc/hostname"})
     assert _assert_error(check, 422)["details"][0]["field"] == "avatar_path"
+
+
+@slow
+def test_a_refused_avatar_address_rejects_only_its_record(client: httpx.Client) -> None:
+    # Addresses that would reach this machine itself: refused before any connection (the
+    # server allows loopback for tests, but not these disguises of it).
+    report = _ingest(
+        client,
+        [
+            {"platform": "twitter", "handle": "ssrf_ok", "display_name": "Kept Record"},
+            {"platform": "twitter", "handle": "ssrf_a", "avatar_url": "http://0.0.0.0:9/a.png"},
+            {
+                "platform": "twitter",
+                "handle": "ssrf_b",
+                "avatar_url": "http://[::ffff:127.0.0.1]:9/a.png",
+            },
+        ],
+    )
+    assert (report["created"], report["rejected"]) == (1, 2), report
+    for item in report["results"][1:]:
+        assert item["status"] == "rejected"
+        assert item["error"]["code"] == "avatar_fetch_failed"
+        assert item["error"]["field"] == "avatar_url"
+    assert client.get("/v1/profiles/twitter/ssrf_ok").status_code == 200
+    _assert_error(client.get("/v1/profiles/twitter/ssrf_a"), 404, "not_found")
 
 
 @slow
@@ -331,10 +363,11 @@ def test_openapi_document_lists_the_endpoints(client: httpx.Client) -> None:
 
 
 class _FailingEngine:
-    """Stands in for the engine where only its failures matter."""
+    """Stands in for the engine where only its failures matter (its store holds the keys)."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, store: Store) -> None:
         self.error = error
+        self.store = store
 
     def health(self) -> dict[str, Any]:
         raise self.error
@@ -343,19 +376,35 @@ class _FailingEngine:
         raise self.error
 
 
-def _app_client(tmp_path: Path, engine: Any) -> TestClient:
+@pytest.fixture
+def key_store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.open(f"sqlite:///{tmp_path / 'keys.db'}")
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _app_client(tmp_path: Path, error: Exception, store: Store) -> TestClient:
+    engine = _FailingEngine(error, store)
     app = create_app(Settings(data_dir=tmp_path), engine=cast(Engine, engine))
-    return TestClient(app, raise_server_exceptions=False)
+    key = create_key(KeyStore(store), name=f"admin-{id(app)}", role="admin").key
+    return TestClient(
+        app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {key}"}
+    )
 
 
 def test_health_is_503_while_no_engine_is_loaded(tmp_path: Path) -> None:
     # Outside `with TestClient(...)` the lifespan does not run, so no engine is opened.
     client = TestClient(create_app(Settings(data_dir=tmp_path)))
     _assert_error(client.get("/v1/health"), 503, "unavailable")
+    _assert_error(client.get("/v1/profiles/x/y"), 503, "unavailable")
 
 
-def test_unexpected_failure_is_a_generic_500_without_internals(tmp_path: Path) -> None:
-    client = _app_client(tmp_path, _FailingEngine(RuntimeError("secret /etc/passwd detail")))
+def test_unexpected_failure_is_a_generic_500_without_internals(
+    tmp_path: Path, key_store: Store
+) -> None:
+    client = _app_client(tmp_path, RuntimeError("secret /etc/passwd detail"), key_store)
     response = client.get("/v1/health")
     error = _assert_error(response, 500, "internal")
     assert "secret" not in response.text and "RuntimeError" not in response.text
@@ -372,12 +421,15 @@ def test_unexpected_failure_is_a_generic_500_without_internals(tmp_path: Path) -
         (PayloadTooLargeError("image too large"), 413),
         (IndexStateError("indexes belong to another store"), 503),
         (ConfigurationError("install clonefinder[postgres]"), 500),
+        (AuthenticationError("the API key is not valid"), 401),
+        (PermissionDeniedError("the role does not allow it"), 403),
+        (RateLimitedError("too many requests", retry_after=7), 429),
     ],
 )
 def test_domain_errors_map_to_their_status_with_code_and_message(
-    tmp_path: Path, error: CloneFinderError, status: int
+    tmp_path: Path, key_store: Store, error: CloneFinderError, status: int
 ) -> None:
-    client = _app_client(tmp_path, _FailingEngine(error))
+    client = _app_client(tmp_path, error, key_store)
     body = _assert_error(client.get("/v1/profiles/x/y"), status, error.code)
     assert body["message"] == error.message
     if getattr(error, "field", None):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import ipaddress
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import pytest
 
 from models.errors import AvatarFetchError, InvalidRecordError, PayloadTooLargeError
@@ -371,3 +374,90 @@ def test_unresolvable_host_is_a_fetch_error() -> None:
 )
 def test_address_refusal(address: str, refused: bool) -> None:
     assert (address_refusal(ipaddress.ip_address(address)) is not None) is refused
+
+
+# -- URLs: the RESOLVED address is what is checked, and what is connected to --------------------
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[list[str]]]) -> list[str]:
+    """Answer `host` with the next list of addresses in `answers[host]`; log every lookup.
+
+    Other names resolve as usual. Each lookup takes the next answer, so a second lookup of
+    the same name can see another address (what a rebinding DNS server does).
+    """
+    lookups: list[str] = []
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in answers:
+            return _real_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append(host)
+        addresses = answers[host][min(len(lookups) - 1, len(answers[host]) - 1)]
+        return [
+            (
+                socket.AF_INET6 if ":" in a else socket.AF_INET,
+                socket.SOCK_STREAM,
+                6,
+                "",
+                (a, port, 0, 0) if ":" in a else (a, port),
+            )
+            for a in addresses
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups
+
+
+@pytest.fixture
+def no_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test on any connection attempt: a refused address must never be dialled."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a connection was attempted")
+
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", refuse)
+
+
+@pytest.mark.parametrize(
+    ("addresses", "reason"),
+    [
+        (["10.0.0.5"], "address 10.0.0.5 is private (host images.example.test)"),
+        (["127.0.0.1"], "loopback"),
+        (["169.254.169.254"], "link-local"),
+        (["239.1.2.3"], "multicast"),
+        (["fe80::1"], "link-local"),
+        (["93.184.215.14", "192.168.1.1"], "192.168.1.1 is private"),  # any one is enough
+    ],
+)
+def test_a_public_name_that_resolves_to_a_refused_address_is_refused(
+    monkeypatch: pytest.MonkeyPatch, no_connections: None, addresses: list[str], reason: str
+) -> None:
+    _fake_dns(monkeypatch, {"images.example.test": [addresses]})
+    with pytest.raises(AvatarFetchError, match=re.escape(reason)) as info:
+        _source().read(_record(avatar_url="http://images.example.test/a.png"), base_dir=None)
+    assert info.value.field == "avatar_url"
+
+
+def test_a_redirect_to_a_name_that_resolves_privately_is_refused(
+    monkeypatch: pytest.MonkeyPatch, server: _Server
+) -> None:
+    lookups = _fake_dns(monkeypatch, {"internal.example.test": [["10.0.0.5"]]})
+    server.routes["/a.png"] = _redirect("http://internal.example.test/secret")
+    with pytest.raises(AvatarFetchError, match="10.0.0.5 is private"):
+        _source(allow_private=True).read(_record(avatar_url=server.base + "/a.png"), base_dir=None)
+    assert lookups == ["internal.example.test"]
+    assert server.requests == ["/a.png"]
+
+
+def test_the_name_is_resolved_once_and_the_checked_address_is_dialled(
+    monkeypatch: pytest.MonkeyPatch, server: _Server
+) -> None:
+    # A rebinding DNS server answers the loopback test server first and a private address on
+    # any later lookup; the fetch must connect to the first answer, never look up again.
+    lookups = _fake_dns(monkeypatch, {"rebind.example.test": [["127.0.0.1"], ["10.0.0.5"]]})
+    server.routes["/a.png"] = _send(IMAGE)
+    url = f"http://rebind.example.test:{server.port}/a.png"
+    assert _source(allow_private=True).read(_record(avatar_url=url), base_dir=None) == IMAGE
+    assert lookups == ["rebind.example.test"]
+    assert server.requests == ["/a.png"]

@@ -15,13 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, func, inspect, select, text
 
 from models.errors import ConfigurationError
 from models.profile import parse_record
 from service.settings import Settings
 from service.store import AvatarBlob, ProfileWrite, Store
+from service.store.store import MIGRATIONS_DIR
 from service.store.tables import avatars
+
+
+def _head_revision() -> str:
+    """The newest migration in the repository, read from the migration scripts themselves."""
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +84,7 @@ def test_open_migrates_a_fresh_database_and_reopening_changes_nothing(database_u
     with Store.open(database_url) as store:
         with store.engine.connect() as conn:
             versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
-        assert [v[0] for v in versions] == ["0001"]
+        assert [v[0] for v in versions] == [_head_revision()]
         assert store.count() == 1
         assert store.get("twitter", "jane").id == outcome.id  # type: ignore[union-attr]
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
+from fastapi import APIRouter, Depends
+
+from service.api.auth import require
 from service.api.deps import CheckRequestDep, EngineDep
 from service.api.schemas import ERROR_RESPONSES, CheckIn, ResultOut
+from service.auth import Caller
 
 router = APIRouter(prefix="/checks", tags=["checks"])
 
@@ -22,7 +26,11 @@ router = APIRouter(prefix="/checks", tags=["checks"])
         }
     },
 )
-def check(request: CheckRequestDep, engine: EngineDep) -> ResultOut:
+def check(
+    caller: Annotated[Caller, Depends(require("checks"))],
+    request: CheckRequestDep,
+    engine: EngineDep,
+) -> ResultOut:
     """A profile record in (platform and handle optional), the result record out.
 
     `top_k` and `min_score` may come as query parameters or body fields.

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 
+from service.api.auth import require
 from service.api.deps import EngineDep, ProfileBatchDep
 from service.api.schemas import (
     ERROR_RESPONSES,
@@ -16,6 +17,7 @@ from service.api.schemas import (
     ProfileOut,
     RecordErrorOut,
 )
+from service.auth import Caller
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
@@ -31,7 +33,10 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     summary="Ingest one profile or a list of profiles",
     responses={
         **ERROR_RESPONSES,
-        413: {"model": ErrorOut, "description": "body or record count above the limits"},
+        413: {
+            "model": ErrorOut,
+            "description": "body, record count or image count above the limits",
+        },
     },
     openapi_extra={
         "requestBody": {
@@ -49,7 +54,11 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
         }
     },
 )
-def ingest_profiles(batch: ProfileBatchDep, engine: EngineDep) -> IngestOut:
+def ingest_profiles(
+    caller: Annotated[Caller, Depends(require("profiles.write"))],
+    batch: ProfileBatchDep,
+    engine: EngineDep,
+) -> IngestOut:
     """Upsert by (platform, handle), case-insensitively; a bad record is rejected alone."""
     report = engine.ingest(batch.items)
     index_of = {where: i for i, (where, _) in enumerate(batch.items)}
@@ -74,7 +83,12 @@ def ingest_profiles(batch: ProfileBatchDep, engine: EngineDep) -> IngestOut:
     summary="One stored profile",
     responses=_NOT_FOUND,
 )
-def get_profile(platform: str, handle: str, engine: EngineDep) -> ProfileOut:
+def get_profile(
+    caller: Annotated[Caller, Depends(require("profiles.read"))],
+    platform: str,
+    handle: str,
+    engine: EngineDep,
+) -> ProfileOut:
     """The stored record (case-insensitive identity), without image bytes."""
     return ProfileOut.model_validate(engine.get_profile(platform, handle).model_dump())
 
@@ -86,7 +100,12 @@ def get_profile(platform: str, handle: str, engine: EngineDep) -> ProfileOut:
     summary="Erase a profile from the store and every index",
     responses=_NOT_FOUND,
 )
-def delete_profile(platform: str, handle: str, engine: EngineDep) -> Response:
+def delete_profile(
+    caller: Annotated[Caller, Depends(require("profiles.write"))],
+    platform: str,
+    handle: str,
+    engine: EngineDep,
+) -> Response:
     """After this, no check returns the profile and GET answers 404."""
     engine.delete_profile(platform, handle)
     return Response(status_code=204)

@@ -1,0 +1,105 @@
+"""Fuzzing the HTTP API from its own OpenAPI document (schemathesis).
+
+Every operation the served document lists (whatever routes exist when this runs) gets
+schema-driven requests, valid and invalid, sent with an admin key to a real server process.
+What must hold for each answer: never a 5xx, a status the document lists for the operation,
+and a body and content type that match what it documents for that status.
+
+Bounded and repeatable: at most `MAX_EXAMPLES` cases per operation, derandomized (the same
+cases on every run), no shrinking; the server is one of its own, so fuzzed records never
+reach the store other tests read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import hypothesis
+import pytest
+import schemathesis
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from service.api.app import create_app
+from service.settings import Settings
+from tests.conftest import SERVER_MAX_BODY_BYTES, SERVER_MAX_IMAGES, SERVER_MAX_RECORDS
+from tests.servers import ServerProcess, server_process
+
+pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
+
+MAX_EXAMPLES = 25
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    env = {
+        # No throttling (fuzzing is many requests from one key) and small caps, so that the
+        # 413s the fuzzer provokes cost little.
+        "CLONEFINDER_RATE_LIMIT_PER_MINUTE": "0",
+        "CLONEFINDER_MAX_BODY_BYTES": str(SERVER_MAX_BODY_BYTES),
+        "CLONEFINDER_MAX_RECORDS_PER_REQUEST": str(SERVER_MAX_RECORDS),
+        "CLONEFINDER_MAX_IMAGES_PER_REQUEST": str(SERVER_MAX_IMAGES),
+        # Fuzzed avatar URLs must never leave the machine; an unreachable resolver answers fast.
+        "CLONEFINDER_AVATAR_FETCH_TIMEOUT_S": "1",
+    }
+    with server_process(tmp_path_factory.mktemp("fuzz-server"), env=env) as server:
+        yield server
+
+
+def _schema() -> Any:
+    """The document the server serves, built in-process (no engine needed), so that pytest
+    can collect one test per operation before any server runs."""
+    document = create_app(Settings()).openapi()
+    loaded = schemathesis.openapi.from_dict(document)
+    loaded.config.generation.update(
+        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+        max_examples=MAX_EXAMPLES,
+        deterministic=True,
+        no_shrink=True,
+        # The key is sent by the test; generated Authorization headers would only test 401s.
+        with_security_parameters=False,
+    )
+    return loaded
+
+
+schema = _schema()
+
+
+def test_the_served_document_is_the_one_fuzzed(fuzz_server: ServerProcess) -> None:
+    served = httpx.get(f"{fuzz_server.base_url}/openapi.json", timeout=30).json()
+    assert served == create_app(Settings()).openapi()
+
+
+@schema.parametrize()
+@hypothesis.settings(
+    max_examples=MAX_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
+def test_every_operation_keeps_its_documented_contract(
+    case: schemathesis.Case, fuzz_server: ServerProcess
+) -> None:
+    case.call_and_validate(
+        base_url=fuzz_server.base_url,
+        headers=fuzz_server.headers,
+        checks=CHECKS,
+        timeout=60,
+    )
