@@ -85,6 +85,18 @@ def evaluate(*, seed: int) -> dict[str, Any]:
         for m, v, hit in zip(measured, verdicts, flagged, strict=True)
         if hit and not m.pair.is_clone
     ]
+    report["missed_clones"] = [
+        {
+            "kind": m.pair.kind,
+            "query": "/".join(m.pair.query),
+            "candidate": "/".join(m.pair.candidate),
+            "transforms": m.pair.transforms,
+            "score": round(v.score, 3),
+            "reasons": v.reasons,
+        }
+        for m, v, hit in zip(measured, verdicts, flagged, strict=True)
+        if m.pair.is_clone and not hit
+    ]
 
     decided = right = clones_with_truth = 0
     for m, v in zip(measured, verdicts, strict=True):

@@ -1,6 +1,7 @@
 """Bulk-scan throughput: durable jobs done by `clonefinder worker` processes.
 
-    python -m bench.scan --profiles 100000 [--out bench/results/scan.json]
+    python -m bench.scan --profiles 100000 [--scan N] [--clusters N] [--no-clusters]
+                         [--out bench/results/scan.json]
 
 Ingests N generated profiles as the index, then scans N other generated profiles (a tenth of
 them copies of indexed ones, so matches exist) as a job in the store, done by one worker
@@ -132,8 +133,15 @@ def run_job(
     return report
 
 
-def run(*, profiles: int, seed: int) -> dict[str, Any]:
-    report: dict[str, Any] = {"profiles": profiles, "cpus": os.cpu_count()}
+def run(
+    *, profiles: int, scanned: int, clustered: int, seed: int, skip_clusters: bool = False
+) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "profiles": profiles,
+        "scanned": scanned,
+        "clustered": 0 if skip_clusters else clustered,
+        "cpus": os.cpu_count(),
+    }
     with tempfile.TemporaryDirectory(prefix="clonefinder-scan-") as tmp:
         root = Path(tmp)
         settings = Settings(data_dir=root / "data", in_process_worker=False)
@@ -157,24 +165,41 @@ def run(*, profiles: int, seed: int) -> dict[str, Any]:
         finally:
             engine.close()  # saves the indexes the workers load
 
-        source = root / "scan.jsonl"
-        with source.open("w", encoding="utf-8") as out:
-            for record in scan_profiles(profiles, indexed, seed=seed + 1):
-                out.write(json.dumps(record) + "\n")
+        source, cluster_source = root / "scan.jsonl", root / "clusters.jsonl"
+        with source.open("w", encoding="utf-8") as out, cluster_source.open("w") as part:
+            for n, record in enumerate(scan_profiles(scanned, indexed, seed=seed + 1)):
+                line = json.dumps(record) + "\n"
+                out.write(line)
+                if n < clustered:
+                    part.write(line)
         report["scan"] = [
             run_job(settings, source, workers=n, mode="against_index", logs=root) for n in (1, 2)
         ]
-        report["clusters"] = run_job(settings, source, workers=1, mode="clusters", logs=root)
+        if not skip_clusters:
+            report["clusters"] = run_job(
+                settings, cluster_source, workers=1, mode="clusters", logs=root
+            )
     return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profiles", type=int, default=100_000)
+    parser.add_argument("--profiles", type=int, default=100_000, help="indexed profiles")
+    parser.add_argument("--scan", type=int, default=None, help="scanned (default: --profiles)")
+    parser.add_argument(
+        "--clusters", type=int, default=None, help="clustered (default: --profiles)"
+    )
+    parser.add_argument("--no-clusters", action="store_true", help="skip the clusters job")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
-    report = run(profiles=args.profiles, seed=args.seed)
+    report = run(
+        profiles=args.profiles,
+        scanned=args.scan or args.profiles,
+        clustered=args.clusters or args.profiles,
+        seed=args.seed,
+        skip_clusters=args.no_clusters,
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=2))

@@ -15,6 +15,7 @@ import indexers.text as text
 from indexers import avatar as avatar_hashing
 from indexers.bio import normalize_bio
 from models.result import Context, PairEvidence
+from models.scoring import SHARED_NAME
 
 # Two bios this alike are one text with cosmetic edits; also the cut for "many share this bio".
 BIO_NEAR_IDENTICAL = 0.95
@@ -57,7 +58,6 @@ def compare(
     evidence = []
     for i, cand in enumerate(candidates):
         bits = avatar_bits[i]
-        lookalikes = text.lookalikes(cand.display_name or "") or query_lookalikes
         name_sim = (
             text.name_similarity(query.name_key, cand.name_key)
             if query.name_key and cand.name_key
@@ -68,8 +68,17 @@ def compare(
             if query.handle_norm and cand.handle_norm
             else None
         )
+        shared_name = name_sim is not None and name_sim >= SHARED_NAME
+        lookalikes = (
+            (text.lookalikes(cand.display_name or "") or query_lookalikes) if shared_name else []
+        )
+        # How the handles relate to the name matters only when the two share that name.
+        cand_handle_rest = (
+            text.handle_beyond_name(cand.handle_norm, cand.name_key)
+            if shared_name and handle_sim is not None and query_handle_rest is not None
+            else None
+        )
         cand_bio = normalize_bio(cand.bio)
-        cand_handle_rest = text.handle_beyond_name(cand.handle_norm, cand.name_key)
         evidence.append(
             PairEvidence(
                 avatar=None if bits is None else avatar_hashing.avatar_similarity(bits),
@@ -80,15 +89,13 @@ def compare(
                 display_name_verbatim=text.is_verbatim(query.display_name, cand.display_name),
                 handle=handle_sim,
                 handle_exact=bool(query.handle_norm) and query.handle_norm == cand.handle_norm,
-                handle_from_name=handle_sim is not None
-                and _agree_only_in_the_name(query_handle_rest, cand_handle_rest),
-                handles_only_name=handle_sim is not None
-                and query_handle_rest == cand_handle_rest == "",
+                handle_from_name=_agree_only_in_the_name(query_handle_rest, cand_handle_rest),
+                handles_only_name=cand_handle_rest == "" and query_handle_rest == "",
                 bio=bio_scores[i],
                 bio_exact=bool(query_bio) and query_bio.casefold() == cand_bio.casefold(),
                 bio_popularity=popularity.bio,
                 name_popularity=popularity.name,
-                lookalikes=lookalikes if name_sim is not None and name_sim >= 0.8 else [],
+                lookalikes=lookalikes,
                 query_context=query.context,
                 candidate_context=cand.context,
             )

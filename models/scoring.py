@@ -11,7 +11,7 @@ kept apart from the one the quality benchmark measures on.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,95 +29,147 @@ SHARED_BY_FEW = 2
 SHARED_BY_MANY = 12
 
 
-def _discount(popularity: int) -> float:
+# Below these similarities a field is no evidence of a copy at all (its strength is 0), so
+# the matcher need not propose candidates on their strength alone.
+BIO_EVIDENCE_FROM = 0.5
+AVATAR_EVIDENCE_FROM = 0.5
+# Two display names this alike are one name (look-alikes, a dropped middle name, a typo).
+SHARED_NAME = 0.8
+
+
+@dataclass(frozen=True)
+class PairColumns:
+    """The fields the features read, one array entry per pair; a missing similarity is 0
+    (a missing field contributes nothing, for or against)."""
+
+    avatar: np.ndarray
+    has_avatar: np.ndarray
+    avatar_popularity: np.ndarray
+    name: np.ndarray
+    name_exact: np.ndarray
+    name_popularity: np.ndarray
+    handle: np.ndarray
+    handle_exact: np.ndarray
+    handle_from_name: np.ndarray
+    handles_only_name: np.ndarray
+    bio: np.ndarray
+    has_bio: np.ndarray
+    bio_exact: np.ndarray
+    bio_popularity: np.ndarray
+
+    @classmethod
+    def of(cls, evidence: Sequence[PairEvidence]) -> PairColumns:
+        def column(values: Iterable[float | None]) -> np.ndarray:
+            return np.fromiter(
+                (0.0 if v is None else v for v in values), dtype=np.float64, count=len(evidence)
+            )
+
+        avatar = [e.avatar for e in evidence]
+        bio = [e.bio for e in evidence]
+        return cls(
+            avatar=column(avatar),
+            has_avatar=column(v is not None for v in avatar),
+            avatar_popularity=column(e.avatar_popularity for e in evidence),
+            name=column(e.display_name for e in evidence),
+            name_exact=column(e.display_name_exact for e in evidence),
+            name_popularity=column(e.name_popularity for e in evidence),
+            handle=column(e.handle for e in evidence),
+            handle_exact=column(e.handle_exact for e in evidence),
+            handle_from_name=column(e.handle_from_name for e in evidence),
+            handles_only_name=column(e.handles_only_name for e in evidence),
+            bio=column(bio),
+            has_bio=column(v is not None for v in bio),
+            bio_exact=column(e.bio_exact for e in evidence),
+            bio_popularity=column(e.bio_popularity for e in evidence),
+        )
+
+
+def _discount(popularity: np.ndarray) -> np.ndarray:
     """How much a shared avatar, bio or name still says: 1 when a few accounts share it (an
     original and its clones), nothing once many do (a default avatar, a template, John Smith)."""
-    if popularity <= SHARED_BY_FEW:
-        return 1.0
-    return max(0.0, (SHARED_BY_MANY - popularity) / (SHARED_BY_MANY - SHARED_BY_FEW))
+    fading = (SHARED_BY_MANY - popularity) / (SHARED_BY_MANY - SHARED_BY_FEW)
+    return np.where(popularity <= SHARED_BY_FEW, 1.0, np.clip(fading, 0.0, 1.0))
 
 
-def _bio_strength(e: PairEvidence) -> float:
+def _bio_strength(c: PairColumns) -> np.ndarray:
     # Unrelated English bios sit around 0.1-0.4 cosine; only the top half means "copied".
-    if e.bio is None:
-        return 0.0
-    return max(0.0, (e.bio - 0.5) / 0.5) * _discount(e.bio_popularity)
+    rising = np.maximum(0.0, (c.bio - BIO_EVIDENCE_FROM) / (1 - BIO_EVIDENCE_FROM))
+    return rising * c.has_bio * _discount(c.bio_popularity)
 
 
-def _avatar_strength(e: PairEvidence) -> float:
+def _avatar_strength(c: PairColumns) -> np.ndarray:
     # Distinct photos still come within 16-24 bits (similarity 0.25-0.5) at the minimum over
     # several views; only the part above that is evidence of a copy.
-    if e.avatar is None:
-        return 0.0
-    return max(0.0, (e.avatar - 0.5) / 0.5) * _discount(e.avatar_popularity)
+    rising = np.maximum(0.0, (c.avatar - AVATAR_EVIDENCE_FROM) / (1 - AVATAR_EVIDENCE_FROM))
+    return rising * c.has_avatar * _discount(c.avatar_popularity)
 
 
-def _avatar_differs(e: PairEvidence) -> float:
+def _avatar_differs(c: PairColumns) -> np.ndarray:
     # Two different photos argue against a copy: impersonators take the victim's photo.
     # 0 for a near-copy (12 bits or closer), rising to 1 at about 19 bits apart.
-    return 0.0 if e.avatar is None else min(1.0, max(0.0, (0.6 - e.avatar) / 0.2))
+    return np.clip((0.6 - c.avatar) / 0.2, 0.0, 1.0) * c.has_avatar
 
 
-def _bio_differs(e: PairEvidence) -> float:
-    return 0.0 if e.bio is None else max(0.0, (0.4 - e.bio) / 0.4)
+def _bio_differs(c: PairColumns) -> np.ndarray:
+    return np.maximum(0.0, (0.4 - c.bio) / 0.4) * c.has_bio
 
 
-def name_is_the_only_link(e: PairEvidence) -> bool:
-    """Whether nothing but the display name ties the pair: no copied photo or bio, and no
+def name_is_the_only_link(c: PairColumns) -> np.ndarray:
+    """Whether nothing but the display name ties each pair: no copied photo or bio, and no
     handle beyond the bare name spelled out (which a namesake would pick too)."""
-    own_handle_match = (e.handle or 0.0) >= 0.8 and not e.handles_only_name
+    own_handle_match = (c.handle >= 0.8) & (c.handles_only_name == 0)
     return (
-        (e.display_name or 0.0) >= 0.8
-        and _avatar_strength(e) < 0.2
-        and _bio_strength(e) < 0.2
-        and not own_handle_match
+        (c.name >= SHARED_NAME)
+        & (_avatar_strength(c) < 0.2)
+        & (_bio_strength(c) < 0.2)
+        & ~own_handle_match
     )
 
 
-def _strong_fields(e: PairEvidence) -> float:
-    return float(
-        (_avatar_strength(e) >= 0.4)
-        + ((e.display_name or 0.0) >= 0.9)
-        + (_bio_strength(e) >= 0.8)
-        + ((e.handle or 0.0) >= 0.85)
+def _strong_fields(c: PairColumns) -> np.ndarray:
+    return (
+        (_avatar_strength(c) >= 0.4).astype(np.float64)
+        + (c.name >= 0.9)
+        + (_bio_strength(c) >= 0.8)
+        + (c.handle >= 0.85)
     )
 
 
 # Each feature measures either likeness (its weight is kept >= 0 in training) or contradiction
 # (kept <= 0), so more likeness never lowers a score and the model cannot learn a quirk of the
 # training corpus such as "a missing avatar means a clone". A missing field contributes nothing.
-FEATURES: dict[str, Callable[[PairEvidence], float]] = {
+# Each is computed for every pair of a batch at once.
+FEATURES: dict[str, Callable[[PairColumns], np.ndarray]] = {
     "avatar": _avatar_strength,
-    "name": lambda e: e.display_name or 0.0,
-    "name_exact": lambda e: float(e.display_name_exact) * _discount(e.name_popularity),
-    "handle": lambda e: e.handle or 0.0,
-    "handle_exact": lambda e: float(e.handle_exact),
+    "name": lambda c: c.name,
+    "name_exact": lambda c: c.name_exact * _discount(c.name_popularity),
+    "handle": lambda c: c.handle,
+    "handle_exact": lambda c: c.handle_exact,
     "bio": _bio_strength,
-    "bio_exact": lambda e: float(e.bio_exact) * _discount(e.bio_popularity),
-    "avatar_x_name": lambda e: _avatar_strength(e) * (e.display_name or 0.0),
-    "avatar_x_bio": lambda e: _avatar_strength(e) * _bio_strength(e),
-    "name_x_bio": lambda e: (e.display_name or 0.0) * _bio_strength(e),
-    "name_x_handle": lambda e: (e.display_name or 0.0) * (e.handle or 0.0),
-    "avatar_x_handle": lambda e: _avatar_strength(e) * (e.handle or 0.0),
+    "bio_exact": lambda c: c.bio_exact * _discount(c.bio_popularity),
+    "avatar_x_name": lambda c: _avatar_strength(c) * c.name,
+    "avatar_x_bio": lambda c: _avatar_strength(c) * _bio_strength(c),
+    "name_x_bio": lambda c: c.name * _bio_strength(c),
+    "name_x_handle": lambda c: c.name * c.handle,
+    "avatar_x_handle": lambda c: _avatar_strength(c) * c.handle,
     "strong_fields": _strong_fields,
     "avatar_differs": _avatar_differs,
     "bio_differs": _bio_differs,
     # A handle that only spells the display name is what any namesake would pick: this takes
     # back part of the handle's weight (how much is learned) when both handles are such.
-    "handle_from_name": lambda e: (e.handle or 0.0) * float(e.handle_from_name),
+    "handle_from_name": lambda c: c.handle * c.handle_from_name,
 }
 # Features that can only count against a pair (their weights are kept at or below zero).
 CONTRADICTING_FEATURES = frozenset({"avatar_differs", "bio_differs", "handle_from_name"})
 FEATURE_NAMES = tuple(FEATURES)
 
 
-def feature_matrix(evidence: Sequence[PairEvidence]) -> np.ndarray:
+def feature_matrix(evidence: Sequence[PairEvidence] | PairColumns) -> np.ndarray:
     """The model's input: one row of FEATURE_NAMES per pair."""
-    matrix = np.zeros((len(evidence), len(FEATURES)), dtype=np.float64)
-    for i, e in enumerate(evidence):
-        for j, fn in enumerate(FEATURES.values()):
-            matrix[i, j] = fn(e)
-    return matrix
+    columns = evidence if isinstance(evidence, PairColumns) else PairColumns.of(evidence)
+    if not len(columns.avatar):
+        return np.zeros((0, len(FEATURES)), dtype=np.float64)
+    return np.column_stack([np.asarray(fn(columns), dtype=np.float64) for fn in FEATURES.values()])
 
 
 @dataclass(frozen=True)
@@ -172,14 +224,15 @@ class ScoringModel:
         """Calibrated clone probabilities, one per pair."""
         if not evidence:
             return np.zeros(0)
-        raw = feature_matrix(evidence) @ self.coef + self.intercept
+        columns = PairColumns.of(evidence)
+        raw = feature_matrix(columns) @ self.coef + self.intercept
         uncalibrated = 1.0 / (1.0 + np.exp(-raw))
         calibrated = np.interp(uncalibrated, self.calibration_x, self.calibration_y)
         # Namesakes exist: a name, even with a handle that only spells it, is never enough for
         # likely_clone. Such pairs stay reviewable (possible_clone) however the corpus that
         # trained the weights happened to balance them.
         ceiling = (self.thresholds.possible_clone + self.thresholds.likely_clone) / 2
-        only_name = np.fromiter((name_is_the_only_link(e) for e in evidence), dtype=bool)
+        only_name = name_is_the_only_link(columns)
         calibrated = np.where(only_name, np.minimum(calibrated, ceiling), calibrated)
         # No pair of profiles proves identity beyond doubt, nor rules it out entirely.
         return np.clip(calibrated, 0.001, 0.999)
@@ -207,12 +260,13 @@ class ScoringModel:
 def reasons(e: PairEvidence) -> list[str]:
     """Short sentences a person can read and a lawyer can quote, strongest evidence first."""
     out: list[str] = []
+    columns = PairColumns.of([e])
     if e.avatar is not None and e.avatar_bits is not None:
         if e.avatar_bits == 0:
             out.append("avatar is the same image: all 64 hash bits agree")
         elif e.avatar >= 0.6:
             out.append(f"avatar is a near-copy: {e.avatar_bits} of {HASH_BITS} bits differ")
-        elif _avatar_differs(e) >= 0.5:
+        elif _avatar_differs(columns)[0] >= 0.5:
             out.append(
                 f"avatars are different pictures: {e.avatar_bits} of {HASH_BITS} bits differ"
             )
@@ -245,7 +299,7 @@ def reasons(e: PairEvidence) -> list[str]:
             out.append(f"bio nearly identical (cosine similarity {e.bio:.2f})")
         elif e.bio >= 0.75:
             out.append(f"bio similar in meaning (cosine similarity {e.bio:.2f})")
-        elif _bio_differs(e) >= 0.5:
+        elif _bio_differs(columns)[0] >= 0.5:
             out.append(f"bios are unrelated (cosine similarity {e.bio:.2f})")
         if e.bio >= 0.9 and e.bio_popularity > 3:
             out.append(

@@ -17,7 +17,7 @@ from indexers import text
 from indexers.compare import BIO_NEAR_IDENTICAL, Popularity, ProfileSide, compare
 from models.profile import identity_key
 from models.result import Match, PairEvidence
-from models.scoring import ScoringModel
+from models.scoring import AVATAR_EVIDENCE_FROM, BIO_EVIDENCE_FROM, ScoringModel
 from service.features import side_of_row
 from service.indexes import IndexSet
 from service.store import ComparableRow, ProfileRow, Store
@@ -28,12 +28,32 @@ logger = logging.getLogger(__name__)
 AVATAR_CANDIDATES = 32
 BIO_CANDIDATES = 32
 NAME_CANDIDATES = 48
+# The farthest avatar that is still evidence of a copy (its strength is above 0).
+AVATAR_EVIDENCE_BITS = next(
+    bits
+    for bits in range(avatar_hashing.UNRELATED_BITS, -1, -1)
+    if avatar_hashing.avatar_similarity(bits) > AVATAR_EVIDENCE_FROM
+)
+
+
+def _best_distance_per_id(distances: np.ndarray, ids: np.ndarray) -> dict[int, int]:
+    """Each id found by any of a query's views, at its smallest distance."""
+    best: dict[int, int] = {}
+    for d, j in zip(distances.ravel().tolist(), ids.ravel().tolist(), strict=True):
+        if j >= 0 and d < best.get(j, 1 << 30):
+            best[j] = d
+    return best
 
 
 @dataclass(frozen=True, slots=True)
 class Candidates:
     ids: list[int]
     popularity: Popularity
+    # Proposed only by an index whose field is no evidence for them (an avatar more than
+    # AVATAR_EVIDENCE_BITS away, a bio at most BIO_EVIDENCE_FROM alike): such a pair cannot
+    # reach possible_clone on that field, and had it other likeness, another index would have
+    # proposed it. Only rankings read to the bottom (min_score below possible_clone) need them.
+    weak: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +94,8 @@ class Matcher:
         and the name index is asked per query.
         """
         found: list[dict[int, None]] = [{} for _ in queries]
+        weak: list[set[int]] = [set() for _ in queries]
+        strong: list[set[int]] = [set() for _ in queries]
         avatar_popularity = [0] * len(queries)
         bio_popularity = [0] * len(queries)
         with self.indexes.reading():
@@ -88,16 +110,20 @@ class Matcher:
                 )
                 start = 0
                 for i, block in zip(with_avatar, blocks, strict=True):
-                    distances = all_distances[start : start + len(block)]
-                    ids = all_ids[start : start + len(block)]
+                    best = _best_distance_per_id(
+                        all_distances[start : start + len(block)],
+                        all_ids[start : start + len(block)],
+                    )
                     start += len(block)
-                    near = {
-                        int(j)
-                        for d, j in zip(distances.ravel(), ids.ravel(), strict=True)
-                        if j >= 0 and j != exclude_ids[i] and d <= avatar_hashing.SAME_IMAGE_BITS
-                    }
-                    avatar_popularity[i] = len(near)
-                    found[i].update(dict.fromkeys(int(j) for j in ids.ravel() if j >= 0))
+                    best.pop(exclude_ids[i], None)  # type: ignore[arg-type]
+                    avatar_popularity[i] = sum(
+                        1 for d in best.values() if d <= avatar_hashing.SAME_IMAGE_BITS
+                    )
+                    # Each profile once, at its best view.
+                    nearest = sorted((d, j) for j, d in best.items())[:AVATAR_CANDIDATES]
+                    for d, j in nearest:
+                        found[i][j] = None
+                        (strong if d <= AVATAR_EVIDENCE_BITS else weak)[i].add(j)
             with_bio = [i for i, q in enumerate(queries) if q.bio_vector is not None]
             if with_bio:
                 matrix = np.stack([queries[i].bio_vector for i in with_bio])  # type: ignore[misc]
@@ -108,17 +134,21 @@ class Matcher:
                         for sim, j in zip(all_scores[row], all_ids[row], strict=True)
                         if j >= 0 and j != exclude_ids[i] and sim >= BIO_NEAR_IDENTICAL
                     )
-                    found[i].update(dict.fromkeys(int(j) for j in all_ids[row] if j >= 0))
+                    for sim, j in zip(all_scores[row].tolist(), all_ids[row].tolist(), strict=True):
+                        if j >= 0:
+                            found[i][j] = None
+                            (strong if sim > BIO_EVIDENCE_FROM else weak)[i].add(j)
             for i, query in enumerate(queries):
                 if query.name_key or query.handle_norm:
                     keys = text.candidate_keys(query.name_key, query.handle_norm)
                     for profile_id, _shared in self.indexes.names.search(keys, NAME_CANDIDATES):
                         found[i][int(profile_id)] = None
+                        strong[i].add(int(profile_id))
         out = []
         for i, proposed in enumerate(found):
             proposed.pop(exclude_ids[i], None)  # type: ignore[arg-type]
             popularity = Popularity(avatar=avatar_popularity[i], bio=bio_popularity[i])
-            out.append(Candidates(list(proposed), popularity))
+            out.append(Candidates(list(proposed), popularity, frozenset(weak[i] - strong[i])))
         return out
 
     def neighbourhood(
@@ -130,10 +160,14 @@ class Matcher:
         rows = self._store.get_many(found.ids)
         return rows, replace(found.popularity, name=name_popularity(query, rows))
 
+    def sides(self, rows: Sequence[ProfileRow | ComparableRow]) -> list[ProfileSide]:
+        """Stored profiles as comparison sees them."""
+        return [side_of_row(row) for row in rows]
+
     def evidence(
         self, query: ProfileSide, rows: Sequence[ProfileRow], *, popularity: Popularity
     ) -> list[PairEvidence]:
-        return compare(query, [side_of_row(row) for row in rows], popularity=popularity)
+        return compare(query, self.sides(rows), popularity=popularity)
 
     def match(
         self,
@@ -177,9 +211,12 @@ class Matcher:
         the indexes for its next batch (model and FAISS, outside the GIL) meanwhile."""
         if not queries:
             return []
+        if min_score >= self._scorer.thresholds.possible_clone:
+            found = [replace(c, ids=[i for i in c.ids if i not in c.weak]) for c in found]
         wanted = sorted({i for c in found for i in c.ids})
-        by_id = {row.id: row for row in self._store.get_comparable(wanted)}
-        sides: dict[int, ProfileSide] = {}
+        loaded = self._store.get_comparable(wanted)
+        by_id = {row.id: row for row in loaded}
+        sides = {row.id: side for row, side in zip(loaded, self.sides(loaded), strict=True)}
         kept: list[list[tuple[int, PairEvidence, float]]] = []
         for query, candidates in zip(queries, found, strict=True):
             # In id order, so that ties keep one order whatever else was in the batch.
@@ -193,9 +230,6 @@ class Matcher:
             if not rows:
                 kept.append([])
                 continue
-            for row in rows:
-                if row.id not in sides:
-                    sides[row.id] = side_of_row(row)
             evidence = compare(query.side, [sides[row.id] for row in rows], popularity=popularity)
             kept.append(
                 [

@@ -443,3 +443,42 @@ def test_rwlock_writer_excludes_readers() -> None:
     t.join()
     r.join()
     assert got_in.is_set() and inside
+
+
+def test_a_large_float_index_becomes_an_inverted_file_and_still_finds_near_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its size threshold the bio index scans a fraction of the vectors per query; the
+    near-copies a check looks for (cosine 0.9 and above) are still found, removes and replaces
+    still hold, and the saved file loads back as the same kind of index."""
+    monkeypatch.setattr(FaissFloatIndex, "IVF_FROM", 4_000)
+    monkeypatch.setattr(FaissFloatIndex, "IVF_LISTS", 64)
+    monkeypatch.setattr(FaissFloatIndex, "IVF_PROBES", 8)
+    rng = np.random.default_rng(5)
+    # Clustered vectors, as sentence embeddings are: topics, and texts around them.
+    topics = _unit(rng, 40)
+    vectors = topics[rng.integers(0, 40, 6_000)] + 0.35 * rng.standard_normal((6_000, DIM))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    index = FaissFloatIndex(DIM)
+    for start in range(0, 6_000, 1_000):
+        index.add(np.arange(start, start + 1_000), vectors[start : start + 1_000])
+    assert index.is_inverted_file and len(index) == 6_000
+
+    noise = 0.05 * rng.standard_normal((300, DIM)).astype(np.float32)
+    copies = vectors[:300] + noise
+    copies /= np.linalg.norm(copies, axis=1, keepdims=True)
+    assert np.all(np.sum(copies * vectors[:300], axis=1) > 0.9)
+    _, found = index.search(copies, 10)
+    recall = np.mean([i in row for i, row in enumerate(found.tolist())])
+    assert recall >= 0.99
+
+    index.remove(np.array([0]))
+    index.add(np.array([1]), vectors[2:3])
+    _, again = index.search(vectors[:3], 3)
+    assert 0 not in again.ravel() and len(index) == 5_999
+    assert again[0][0] != 0 and 1 in again[2]
+
+    index.save(tmp_path / "bio.index")
+    loaded = FaissFloatIndex.load(tmp_path / "bio.index")
+    assert loaded.is_inverted_file and len(loaded) == 5_999
+    assert np.array_equal(loaded.search(copies[:20], 5)[1], index.search(copies[:20], 5)[1])
