@@ -73,30 +73,9 @@ def evaluate(*, seed: int) -> dict[str, Any]:
     report["namesake_false_flags"] = _kind_rate(per_kind, "namesake")
     report["shared_default_avatar_false_flags"] = _kind_rate(per_kind, "shared_default_avatar")
     # The mistakes themselves, so a reader can judge them rather than trust a rate.
-    report["false_flags"] = [
-        {
-            "kind": m.pair.kind,
-            "query": "/".join(m.pair.query),
-            "candidate": "/".join(m.pair.candidate),
-            "transforms": m.pair.transforms,
-            "score": round(v.score, 3),
-            "reasons": v.reasons,
-        }
-        for m, v, hit in zip(measured, verdicts, flagged, strict=True)
-        if hit and not m.pair.is_clone
-    ]
-    report["missed_clones"] = [
-        {
-            "kind": m.pair.kind,
-            "query": "/".join(m.pair.query),
-            "candidate": "/".join(m.pair.candidate),
-            "transforms": m.pair.transforms,
-            "score": round(v.score, 3),
-            "reasons": v.reasons,
-        }
-        for m, v, hit in zip(measured, verdicts, flagged, strict=True)
-        if m.pair.is_clone and not hit
-    ]
+    judged = list(zip(measured, verdicts, flagged, strict=True))
+    report["false_flags"] = [_pair(m, v) for m, v, hit in judged if hit and not m.pair.is_clone]
+    report["missed_clones"] = [_pair(m, v) for m, v, hit in judged if m.pair.is_clone and not hit]
 
     decided = right = clones_with_truth = 0
     for m, v in zip(measured, verdicts, strict=True):
@@ -128,6 +107,18 @@ def evaluate(*, seed: int) -> dict[str, Any]:
     report["calibration"] = bands
     report["retrieval"] = retrieval
     return report
+
+
+def _pair(measured: Any, verdict: Any) -> dict[str, Any]:
+    """One labelled pair as the report lists it, with what the model said of it."""
+    return {
+        "kind": measured.pair.kind,
+        "query": "/".join(measured.pair.query),
+        "candidate": "/".join(measured.pair.candidate),
+        "transforms": measured.pair.transforms,
+        "score": round(verdict.score, 3),
+        "reasons": verdict.reasons,
+    }
 
 
 def _kind_rate(per_kind: dict[str, list[bool]], needle: str) -> float | None:
