@@ -27,7 +27,7 @@ from models.profile import ProfileRecord, identity_key, parse_record
 from models.result import Context, PairEvidence
 from models.scoring import likely_impersonator
 from service.engine import Engine, scan_error_record
-from service.features import context_of, name_keys
+from service.features import context_of, name_keys, side_of_row
 from service.indexes import IndexSet
 from service.matcher import Candidates, Matcher, name_popularity
 
@@ -236,7 +236,7 @@ def _search(
     in_index, in_upload = found
     wanted = sorted({i for c in in_index for i in c.ids})
     rows = {row.id: row for row in engine.store.get_comparable(wanted)}
-    row_sides = dict(zip(rows, engine.matcher.sides(list(rows.values())), strict=True))
+    row_sides = {pid: side_of_row(row) for pid, row in rows.items()}
     for i, upload in enumerate(batch):
         me: Node = ("upload", offset + i)
         key = upload.record.key

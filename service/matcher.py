@@ -160,14 +160,10 @@ class Matcher:
         rows = self._store.get_many(found.ids)
         return rows, replace(found.popularity, name=name_popularity(query, rows))
 
-    def sides(self, rows: Sequence[ProfileRow | ComparableRow]) -> list[ProfileSide]:
-        """Stored profiles as comparison sees them."""
-        return [side_of_row(row) for row in rows]
-
     def evidence(
         self, query: ProfileSide, rows: Sequence[ProfileRow], *, popularity: Popularity
     ) -> list[PairEvidence]:
-        return compare(query, self.sides(rows), popularity=popularity)
+        return compare(query, [side_of_row(row) for row in rows], popularity=popularity)
 
     def match(
         self,
@@ -216,7 +212,7 @@ class Matcher:
         wanted = sorted({i for c in found for i in c.ids})
         loaded = self._store.get_comparable(wanted)
         by_id = {row.id: row for row in loaded}
-        sides = {row.id: side for row, side in zip(loaded, self.sides(loaded), strict=True)}
+        sides = {row.id: side_of_row(row) for row in loaded}
         kept: list[list[tuple[int, PairEvidence, float]]] = []
         for query, candidates in zip(queries, found, strict=True):
             # In id order, so that ties keep one order whatever else was in the batch.

@@ -18,6 +18,7 @@ from pathlib import Path
 from models.result import PairEvidence
 from models.scoring import ScoringModel
 from service.engine import Engine
+from service.features import side_of_row
 from service.settings import Settings
 from training.pairset import Corpus, LabelledPair
 
@@ -58,7 +59,7 @@ def measure_pairs(engine: Engine, pairs: list[LabelledPair]) -> list[MeasuredPai
         query_row = engine.store.get(*query_key)
         if query_row is None:
             raise KeyError(f"query profile {query_key} is not in the corpus")
-        [query_side] = engine.matcher.sides([query_row])
+        query_side = side_of_row(query_row)
         _, popularity = engine.matcher.neighbourhood(query_side, exclude_id=query_row.id)
         rows = [engine.store.get(*pair.candidate) for pair in group]
         if any(row is None for row in rows):
