@@ -20,6 +20,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import (
     Boolean,
     Column,
+    ColumnElement,
     Connection,
     Float,
     ForeignKey,
@@ -36,6 +37,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -275,6 +277,11 @@ _ENTRY_COLUMNS = [c for c in watchlist_entries.c]
 _ALERT_COLUMNS = [c for c in alerts.c]
 
 
+def _of_key(table: Table, key_id: int | None) -> ColumnElement[bool]:
+    """The rows one API key owns; every key's with None (a caller with "watchlist.all")."""
+    return true() if key_id is None else table.c.key_id == key_id
+
+
 def _entry_row(row: Row[Any]) -> EntryRow:
     values = row._asdict()
     for name in ("bio_vector", "avatar_hashes"):
@@ -325,25 +332,25 @@ class WatchlistStore:
 
     def entries(self, *, key_id: int | None) -> list[EntryRow]:
         """The entries of one key (every key's with None), oldest first."""
-        stmt = select(*_ENTRY_COLUMNS).order_by(watchlist_entries.c.id)
-        if key_id is not None:
-            stmt = stmt.where(watchlist_entries.c.key_id == key_id)
+        stmt = (
+            select(*_ENTRY_COLUMNS)
+            .where(_of_key(watchlist_entries, key_id))
+            .order_by(watchlist_entries.c.id)
+        )
         with self._engine.connect() as conn:
             return [_entry_row(r) for r in conn.execute(stmt)]
 
     def entry(self, entry_id: int, *, key_id: int | None) -> EntryRow | None:
-        stmt = select(*_ENTRY_COLUMNS).where(watchlist_entries.c.id == entry_id)
-        if key_id is not None:
-            stmt = stmt.where(watchlist_entries.c.key_id == key_id)
+        stmt = select(*_ENTRY_COLUMNS).where(
+            watchlist_entries.c.id == entry_id, _of_key(watchlist_entries, key_id)
+        )
         with self._engine.connect() as conn:
             row = conn.execute(stmt).first()
         return None if row is None else _entry_row(row)
 
     def delete_entry(self, entry_id: int, *, key_id: int | None) -> bool:
         """Erase an entry with its alerts and deliveries; False when there is none to erase."""
-        condition = watchlist_entries.c.id == entry_id
-        if key_id is not None:
-            condition = and_(condition, watchlist_entries.c.key_id == key_id)
+        condition = and_(watchlist_entries.c.id == entry_id, _of_key(watchlist_entries, key_id))
         with self._writing() as conn:
             found = conn.execute(select(watchlist_entries.c.id).where(condition)).first()
             if found is None:
@@ -409,9 +416,7 @@ class WatchlistStore:
 
     def alerts(self, where: AlertFilter) -> list[AlertRow]:
         """Alerts matching `where`, newest first."""
-        stmt = select(*_ALERT_COLUMNS)
-        if where.key_id is not None:
-            stmt = stmt.where(alerts.c.key_id == where.key_id)
+        stmt = select(*_ALERT_COLUMNS).where(_of_key(alerts, where.key_id))
         if where.entry_id is not None:
             stmt = stmt.where(alerts.c.entry_id == where.entry_id)
         if where.acknowledged is True:
@@ -427,18 +432,14 @@ class WatchlistStore:
             return [_alert_row(r) for r in conn.execute(stmt)]
 
     def alert(self, alert_id: int, *, key_id: int | None) -> AlertRow | None:
-        stmt = select(*_ALERT_COLUMNS).where(alerts.c.id == alert_id)
-        if key_id is not None:
-            stmt = stmt.where(alerts.c.key_id == key_id)
+        stmt = select(*_ALERT_COLUMNS).where(alerts.c.id == alert_id, _of_key(alerts, key_id))
         with self._engine.connect() as conn:
             row = conn.execute(stmt).first()
         return None if row is None else _alert_row(row)
 
     def acknowledge(self, alert_id: int, *, key_id: int | None) -> AlertRow | None:
         """Mark an alert acknowledged (the first time counts); None when there is no such alert."""
-        condition = alerts.c.id == alert_id
-        if key_id is not None:
-            condition = and_(condition, alerts.c.key_id == key_id)
+        condition = and_(alerts.c.id == alert_id, _of_key(alerts, key_id))
         with self._writing() as conn:
             conn.execute(
                 update(alerts)
