@@ -27,6 +27,7 @@ class ProfileSide:
 
     display_name: str | None = None
     name_key: str = ""
+    handle: str | None = None  # as written: look-alike swaps show only before normalizing
     handle_norm: str = ""
     bio: str | None = None
     avatar_hashes: np.ndarray | None = None  # (2, VIEWS, CODE_BYTES) uint8
@@ -73,10 +74,16 @@ def compare(
             (text.lookalikes(cand.display_name or "") or query_lookalikes) if shared_name else []
         )
         # How the handles relate to the name matters only when the two share that name.
+        handle_lookalike = shared_name and text.is_lookalike_handle(query.handle, cand.handle)
         cand_handle_rest = (
             text.handle_beyond_name(cand.handle_norm, cand.name_key)
             if shared_name and handle_sim is not None and query_handle_rest is not None
             else None
+        )
+        # A namesake's handle may spell the same name, but never by swapping look-alike
+        # characters into another's handle: that is disguise, not coincidence.
+        only_the_name = not handle_lookalike and _agree_only_in_the_name(
+            query_handle_rest, cand_handle_rest
         )
         cand_bio = normalize_bio(cand.bio)
         evidence.append(
@@ -89,7 +96,8 @@ def compare(
                 display_name_verbatim=text.is_verbatim(query.display_name, cand.display_name),
                 handle=handle_sim,
                 handle_exact=bool(query.handle_norm) and query.handle_norm == cand.handle_norm,
-                handle_from_name=_agree_only_in_the_name(query_handle_rest, cand_handle_rest),
+                handle_lookalike=handle_lookalike,
+                handle_from_name=only_the_name,
                 handles_only_name=cand_handle_rest == "" and query_handle_rest == "",
                 bio=bio_scores[i],
                 bio_exact=bool(query_bio) and query_bio.casefold() == cand_bio.casefold(),

@@ -558,6 +558,23 @@ def is_verbatim(a: str | None, b: str | None) -> bool:
     return bool(left) and left == unicodedata.normalize("NFC", b).strip()
 
 
+def is_lookalike_handle(a: str | None, b: str | None) -> bool:
+    """True when one handle is the other with look-alike characters swapped in:
+    "danielec0tr0nei" for "danielecotronei", "DevonHoIcomb1" for "DevonHolcomb1",
+    "rnaria" for "maria".
+
+    Only the swap counts: case alone is no difference (handles are case-insensitive), and
+    separators, digits or words added or dropped ("jane_doe", "janedoe1") are what a namesake
+    does too, so those handles are not look-alikes here.
+    """
+    if not a or not b:
+        return False
+    left, right = a.strip().lstrip("@＠"), b.strip().lstrip("@＠")
+    if not left or not right or left.casefold() == right.casefold():
+        return False
+    return skeleton(left) == skeleton(right)
+
+
 @functools.lru_cache(maxsize=65_536)
 def handle_beyond_name(handle_norm: str, name_key: str) -> str | None:
     """What a handle holds besides a spelling of its display name, or None when no part of it

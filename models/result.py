@@ -39,6 +39,7 @@ class PairEvidence:
     name_popularity: int = 0
     handle: float | None = None
     handle_exact: bool = False
+    handle_lookalike: bool = False  # one handle is the other with look-alike characters swapped
     handle_from_name: bool = False  # the handles agree only in spelling the display name
     handles_only_name: bool = False  # ... and neither adds anything to that spelling
     bio: float | None = None

@@ -50,6 +50,7 @@ class PairColumns:
     name_popularity: np.ndarray
     handle: np.ndarray
     handle_exact: np.ndarray
+    handle_lookalike: np.ndarray
     handle_from_name: np.ndarray
     handles_only_name: np.ndarray
     bio: np.ndarray
@@ -75,6 +76,7 @@ class PairColumns:
             name_popularity=column(e.name_popularity for e in evidence),
             handle=column(e.handle for e in evidence),
             handle_exact=column(e.handle_exact for e in evidence),
+            handle_lookalike=column(e.handle_lookalike for e in evidence),
             handle_from_name=column(e.handle_from_name for e in evidence),
             handles_only_name=column(e.handles_only_name for e in evidence),
             bio=column(bio),
@@ -116,8 +118,9 @@ def _bio_differs(c: PairColumns) -> np.ndarray:
 
 def name_is_the_only_link(c: PairColumns) -> np.ndarray:
     """Whether nothing but the display name ties each pair: no copied photo or bio, and no
-    handle beyond the bare name spelled out (which a namesake would pick too)."""
-    own_handle_match = (c.handle >= 0.8) & (c.handles_only_name == 0)
+    handle beyond the bare name spelled out (which a namesake would pick too) unless it is
+    spelled with look-alike characters swapped into the other's (which no namesake does)."""
+    own_handle_match = ((c.handle >= 0.8) & (c.handles_only_name == 0)) | (c.handle_lookalike == 1)
     return (
         (c.name >= SHARED_NAME)
         & (_avatar_strength(c) < 0.2)
@@ -145,6 +148,7 @@ FEATURES: dict[str, Callable[[PairColumns], np.ndarray]] = {
     "name_exact": lambda c: c.name_exact * _discount(c.name_popularity),
     "handle": lambda c: c.handle,
     "handle_exact": lambda c: c.handle_exact,
+    "handle_lookalike": lambda c: c.handle_lookalike,
     "bio": _bio_strength,
     "bio_exact": lambda c: c.bio_exact * _discount(c.bio_popularity),
     "avatar_x_name": lambda c: _avatar_strength(c) * c.name,
@@ -290,6 +294,8 @@ def reasons(e: PairEvidence) -> list[str]:
             )
         elif e.handle >= 0.8:
             out.append(f"handle is similar ({e.handle:.0%} alike)")
+        if e.handle_lookalike:
+            out.append("handle is the other's with look-alike characters swapped in")
         if e.handle_from_name and e.handle >= 0.8:
             out.append("but both handles just spell the display name, as a namesake's would")
     if e.bio is not None:

@@ -178,6 +178,7 @@ def _prepare(
         side = ProfileSide(
             display_name=record.display_name,
             name_key=name_key,
+            handle=record.handle,
             handle_norm=handle_norm,
             bio=record.bio,
             avatar_hashes=hashes,

@@ -484,6 +484,7 @@ class Engine:
             side.display_name = query.display_name
             side.name_key = text.normalize_name(query.display_name)
         if query.handle:
+            side.handle = query.handle
             side.handle_norm = text.normalize_handle(query.handle)
         if query.bio:
             side.bio = query.bio

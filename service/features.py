@@ -83,6 +83,7 @@ def side_of_row(row: ProfileRow | ComparableRow) -> ProfileSide:
     return ProfileSide(
         display_name=row.display_name,
         name_key=row.name_key,
+        handle=row.handle,
         handle_norm=row.handle_norm,
         bio=row.bio,
         avatar_hashes=hashes_from_bytes(row.avatar_hashes),

@@ -169,6 +169,8 @@ class ScoreBounds:
                 display_name_exact=name == 1.0,
                 handle=handle,
                 handle_exact=handle == 1.0,
+                # A look-alike swap can come with any handle similarity: assume it always.
+                handle_lookalike=True,
             )
             for avatar in optional
             for bio in optional
@@ -193,6 +195,7 @@ def _entry_side(entry: EntryRow) -> ProfileSide:
     return ProfileSide(
         display_name=entry.display_name,
         name_key=entry.name_key,
+        handle=entry.identity.get("handle"),
         handle_norm=entry.handle_norm,
         bio=entry.bio,
         avatar_hashes=hashes_from_bytes(entry.avatar_hashes),
@@ -210,6 +213,7 @@ def _write_side(write: ProfileWrite) -> ProfileSide:
     return ProfileSide(
         display_name=write.record.display_name,
         name_key=write.name_key,
+        handle=write.record.handle,
         handle_norm=write.handle_norm,
         bio=write.record.bio,
         avatar_hashes=hashes_from_bytes(write.avatar_hashes),
@@ -400,6 +404,7 @@ class Watchlist:
             identity["platform"] = query.platform
         if query.handle:
             identity["handle"] = query.handle
+            side.handle = query.handle
             side.handle_norm = text.normalize_handle(query.handle)
         if query.display_name:
             identity["display_name"] = query.display_name

@@ -433,3 +433,34 @@ def test_a_handle_made_of_the_name_leaves_only_its_own_part(
 )
 def test_a_handle_of_its_own_does_not_spell_the_name(handle: str, name: str) -> None:
     assert text.handle_beyond_name(text.normalize_handle(handle), text.normalize_name(name)) is None
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("danielec0tr0nei", "danielecotronei"),  # zeros for o's
+        ("DevonHoIcomb1", "DevonHolcomb1"),  # a capital I for an l
+        ("maurober1anda", "mauroberlanda"),  # a one for an l
+        ("rnaria", "maria"),  # "rn" for "m"
+        ("@j0hn", "john"),
+    ],
+)
+def test_a_handle_with_lookalikes_swapped_in_is_marked(a: str, b: str) -> None:
+    assert text.is_lookalike_handle(a, b)
+    assert text.is_lookalike_handle(b, a)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("SamFoler", "samfoler"),  # case alone: handles are case-insensitive
+        ("_samfoler", "samfoler"),  # a separator: what a namesake adds too
+        ("janedoe1", "janedoe"),  # a digit added
+        ("TraceyG16685944", "TraceyG16685934"),  # a digit changed, not a look-alike
+        ("maria", "maria"),
+        ("maria", None),
+        ("", "maria"),
+    ],
+)
+def test_other_handle_differences_are_not_lookalikes(a: str, b: str | None) -> None:
+    assert not text.is_lookalike_handle(a, b)

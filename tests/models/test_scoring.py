@@ -72,9 +72,16 @@ def test_a_name_with_a_handle_that_only_spells_it_is_not_a_likely_clone(
         handle_from_name=True, handles_only_name=True,
     )  # fmt: skip
     own = PairEvidence(display_name=1.0, display_name_exact=True, handle=1.0, handle_exact=True)
-    spelled_verdict, own_verdict = model.score([spelled, own])
+    disguised = PairEvidence(
+        display_name=1.0, display_name_exact=True, handle=1.0, handle_exact=True,
+        handle_lookalike=True, handles_only_name=True,
+    )  # fmt: skip
+    spelled_verdict, own_verdict, disguised_verdict = model.score([spelled, own, disguised])
     assert spelled_verdict.label == "possible_clone"
     assert own_verdict.label == "likely_clone"
+    # @danielec0tr0nei for @danielecotronei: a namesake spells the name, never disguises it.
+    assert disguised_verdict.label == "likely_clone"
+    assert "look-alike characters swapped in" in " ".join(disguised_verdict.reasons)
     assert "both handles just spell the display name" in " ".join(spelled_verdict.reasons)
 
 
