@@ -37,6 +37,7 @@ __all__ = [
     "hash_image",
     "index_codes",
     "load_image",
+    "paired_distances",
     "query_codes",
 ]
 
@@ -351,6 +352,20 @@ def avatar_distances(query: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     xor = np.bitwise_xor(q[np.newaxis, :, np.newaxis, :], candidates[:, np.newaxis, :, :])
     bits = _POPCOUNT[xor].sum(axis=-1, dtype=np.int64)
     return bits.reshape(len(candidates), -1).min(axis=1)
+
+
+def paired_distances(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """`avatar_distance` of each pair (queries[k], candidates[k]): both (P, 2, VIEWS, 8) -> (P,).
+
+    For screening many pairs of many queries at once; each 64-bit code is one machine word.
+    """
+    if not len(queries):
+        return np.zeros(0, dtype=np.int64)
+    q = np.ascontiguousarray(queries).reshape(len(queries), 2 * VIEWS, CODE_BYTES)
+    c = np.ascontiguousarray(candidates[:, 0])
+    q_words, c_words = q.view(np.uint64)[..., 0], c.view(np.uint64)[..., 0]
+    bits = np.bitwise_count(q_words[:, :, np.newaxis] ^ c_words[:, np.newaxis, :])
+    return bits.reshape(len(q), -1).min(axis=1).astype(np.int64)
 
 
 def avatar_similarity(bits: int) -> float:

@@ -72,7 +72,7 @@ class BioEmbedder:
         *,
         backend: EmbeddingBackend = "onnx-int8",
         cache_dir: Path | None = None,
-        batch_size: int = 128,
+        batch_size: int = 32,
         cache_size: int = 20_000,
     ) -> None:
         # Offline by construction: a local folder, never a hub name resolved over the network.

@@ -111,6 +111,117 @@ def compare(
     return evidence
 
 
+@dataclass(frozen=True, slots=True)
+class SideColumns:
+    """The fields of many profiles that a screen of many pairs reads, as columns.
+
+    Built straight from stored bytes for the candidates of a whole batch (no `ProfileSide` per
+    candidate), so a screen costs a few array operations however many pairs it sees.
+    """
+
+    name_keys: list[str]
+    handle_norms: list[str]
+    avatar_hashes: np.ndarray  # (n, 2, VIEWS, CODE_BYTES) uint8; zeros where has_avatar is False
+    has_avatar: np.ndarray
+    bio_vectors: np.ndarray  # (n, dim) float32; zeros where has_bio is False
+    has_bio: np.ndarray
+
+    @classmethod
+    def of(cls, sides: Sequence[ProfileSide], *, bio_dim: int) -> SideColumns:
+        return cls.of_bytes(
+            name_keys=[side.name_key for side in sides],
+            handle_norms=[side.handle_norm for side in sides],
+            avatar_hashes=[
+                None if side.avatar_hashes is None else side.avatar_hashes.tobytes()
+                for side in sides
+            ],
+            bio_vectors=[
+                None if side.bio_vector is None else side.bio_vector.tobytes() for side in sides
+            ],
+            bio_dim=bio_dim,
+        )
+
+    @classmethod
+    def of_bytes(
+        cls,
+        *,
+        name_keys: list[str],
+        handle_norms: list[str],
+        avatar_hashes: Sequence[bytes | None],
+        bio_vectors: Sequence[bytes | None],
+        bio_dim: int,
+    ) -> SideColumns:
+        """Columns from stored bytes; a vector of another model's size counts as absent."""
+        hash_shape = (2, avatar_hashing.VIEWS, avatar_hashing.CODE_BYTES)
+        hashes, has_avatar = _stacked(avatar_hashes, int(np.prod(hash_shape)), np.uint8)
+        vectors, has_bio = _stacked(bio_vectors, bio_dim * 4, np.float32)
+        return cls(
+            name_keys=name_keys,
+            handle_norms=handle_norms,
+            avatar_hashes=hashes.reshape(-1, *hash_shape),
+            has_avatar=has_avatar,
+            bio_vectors=vectors.reshape(-1, bio_dim),
+            has_bio=has_bio,
+        )
+
+
+def _stacked(
+    values: Sequence[bytes | None], size: int, dtype: type[np.generic]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One array of `values` in a row each (zeros for a missing or wrong-sized value), and
+    which rows are real: one join and one buffer read instead of an array per value."""
+    present = np.fromiter(
+        (v is not None and len(v) == size for v in values), dtype=bool, count=len(values)
+    )
+    blank = bytes(size)
+    joined = b"".join(v if ok else blank for v, ok in zip(values, present.tolist(), strict=True))  # type: ignore[misc]
+    return np.frombuffer(joined, dtype=dtype).copy() if joined else np.zeros(0, dtype), present
+
+
+@dataclass(frozen=True, slots=True)
+class PairSimilarities:
+    """The four field similarities of many pairs, as `compare` measures them (a name or handle
+    one side lacks is 0); NaN where a side lacks the avatar or the bio."""
+
+    avatar: np.ndarray
+    bio: np.ndarray
+    name: np.ndarray
+    handle: np.ndarray
+
+
+def pair_similarities(
+    queries: SideColumns,
+    candidates: SideColumns,
+    query_of: np.ndarray,
+    candidate_of: np.ndarray,
+) -> PairSimilarities:
+    """The similarities of the pairs (query `query_of[k]`, candidate `candidate_of[k]`), all at
+    once: what a screen needs to bound each pair's score before comparing any in full."""
+    count = len(query_of)
+    avatar = np.full(count, np.nan)
+    both = queries.has_avatar[query_of] & candidates.has_avatar[candidate_of]
+    if both.any():
+        bits = avatar_hashing.paired_distances(
+            queries.avatar_hashes[query_of[both]], candidates.avatar_hashes[candidate_of[both]]
+        )
+        avatar[both] = np.maximum(0.0, 1.0 - bits / avatar_hashing.UNRELATED_BITS)
+    bio = np.full(count, np.nan)
+    both = queries.has_bio[query_of] & candidates.has_bio[candidate_of]
+    if both.any():
+        left = queries.bio_vectors[query_of[both]]
+        right = candidates.bio_vectors[candidate_of[both]]
+        bio[both] = np.clip(np.einsum("ij,ij->i", left, right), 0.0, 1.0)
+    query_at, candidate_at = query_of.tolist(), candidate_of.tolist()
+    name = text.paired_name_similarities(
+        [queries.name_keys[i] for i in query_at], [candidates.name_keys[j] for j in candidate_at]
+    )
+    handle = text.paired_handle_similarities(
+        [queries.handle_norms[i] for i in query_at],
+        [candidates.handle_norms[j] for j in candidate_at],
+    )
+    return PairSimilarities(avatar=avatar, bio=bio, name=name, handle=handle)
+
+
 def _agree_only_in_the_name(query_rest: str | None, candidate_rest: str | None) -> bool:
     """Whether two handles that both spell their display name share nothing else: both are
     the bare name, or what each adds to it differs ("mayaokafor" and "mayaokaforart")."""

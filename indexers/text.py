@@ -443,6 +443,33 @@ def handle_similarities(queries: list[str], choices: list[str]) -> np.ndarray:
     return _spread(out, queries, q_of, choices, c_of)
 
 
+def paired_name_similarities(left: list[str], right: list[str]) -> np.ndarray:
+    """`name_similarity` of each pair (left[k], right[k]), float32: the pairwise measure in
+    rapidfuzz's C loops, for screening the candidates of a whole batch of checks at once."""
+    if not left:
+        return np.zeros(0, dtype=np.float32)
+    plain = process.cpdist(left, right, scorer=fuzz.ratio, dtype=np.float32)
+    by_tokens = process.cpdist(left, right, scorer=fuzz.token_sort_ratio, dtype=np.float32)
+    token_set = process.cpdist(left, right, scorer=fuzz.token_set_ratio, dtype=np.float32)
+    # Both sides of a pair hold two words or more: a shared subset of them says more.
+    several = [" " in a and " " in b for a, b in zip(left, right, strict=True)]
+    damp = np.where(np.asarray(several, dtype=bool), 0.9, 0.75).astype(np.float32)
+    best = np.minimum(np.maximum(np.maximum(plain, by_tokens), token_set * damp) / 100.0, 1.0)
+    return np.where(_both_present(left, right), best, 0.0).astype(np.float32)
+
+
+def paired_handle_similarities(left: list[str], right: list[str]) -> np.ndarray:
+    """`handle_similarity` of each pair (left[k], right[k]), as `paired_name_similarities`."""
+    if not left:
+        return np.zeros(0, dtype=np.float32)
+    ratios = process.cpdist(left, right, scorer=fuzz.ratio, dtype=np.float32) / 100.0
+    return np.where(_both_present(left, right), ratios, 0.0).astype(np.float32)
+
+
+def _both_present(left: list[str], right: list[str]) -> np.ndarray:
+    return np.asarray([bool(a and b) for a, b in zip(left, right, strict=True)], dtype=bool)
+
+
 def _token_set_ratios(queries: list[str], choices: list[str]) -> np.ndarray:
     """`fuzz.token_set_ratio` of every pair, at the cost of the cheap ratio for most of them.
 

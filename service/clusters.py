@@ -21,15 +21,17 @@ import numpy as np
 
 from indexers import avatar as avatar_hashing
 from indexers import text
-from indexers.compare import Popularity, ProfileSide, compare
+from indexers.compare import Popularity, ProfileSide, SideColumns
 from models.errors import CloneFinderError
-from models.profile import ProfileRecord, identity_key, parse_record
+from models.profile import ProfileRecord, parse_record
 from models.result import Context, PairEvidence
 from models.scoring import likely_impersonator
 from service.engine import Engine, scan_error_record
 from service.features import context_of, name_keys, side_of_row
 from service.indexes import IndexSet
 from service.matcher import Candidates, Matcher, name_popularity
+from service.screen import ScreenQuery, best_pairs
+from service.store import ProfileRow
 
 logger = logging.getLogger(__name__)
 
@@ -233,23 +235,40 @@ def _search(
     index_rows: dict[int, tuple[dict[str, Any], Context]],
     uploaded_ids: dict[int, int],
 ) -> None:
-    """Compare each upload of `batch` with its candidates in both indexes; keep the edges."""
+    """Compare each upload of `batch` with its candidates in both indexes; keep the edges.
+
+    Stored and uploaded candidates of the whole batch are screened together (`service.screen`):
+    only pairs that can reach the threshold are compared, and only their stored profiles read
+    whole.
+    """
     in_index, in_upload = found
-    wanted = sorted({i for c in in_index for i in c.ids})
-    rows = {row.id: row for row in engine.store.get_comparable(wanted)}
-    row_sides = {pid: side_of_row(row) for pid, row in rows.items()}
+    if threshold >= engine.possible_clone_threshold:
+        in_index = [c.without_weak() for c in in_index]
+        in_upload = [c.without_weak() for c in in_upload]
+    screened = engine.store.get_comparable(sorted({i for c in in_index for i in c.ids}))
+    by_id = {row.id: row for row in screened}
+    local = sorted({j for c in in_upload for j in c.ids})
+    # Candidate columns: the stored rows, then the uploads that are candidates.
+    column = {("index", row.id): k for k, row in enumerate(screened)}
+    column.update((("upload", j), len(screened) + k) for k, j in enumerate(local))
+    local_sides = [uploads[j].side for j in local]
+    columns = SideColumns.of_bytes(
+        name_keys=[row.name_key for row in screened] + [s.name_key for s in local_sides],
+        handle_norms=[row.handle_norm for row in screened] + [s.handle_norm for s in local_sides],
+        avatar_hashes=[row.avatar_hashes for row in screened]
+        + [None if s.avatar_hashes is None else s.avatar_hashes.tobytes() for s in local_sides],
+        bio_vectors=[row.bio_vector for row in screened]
+        + [None if s.bio_vector is None else s.bio_vector.tobytes() for s in local_sides],
+        bio_dim=int(engine.indexes.bio.dim),
+    )
+    queries = []
     for i, upload in enumerate(batch):
-        me: Node = ("upload", offset + i)
-        key = upload.record.key
         stored = [
-            rows[pid]
+            by_id[pid]
             for pid in sorted(in_index[i].ids)
-            if pid in rows and identity_key(rows[pid].platform, rows[pid].handle) != key
+            if pid in by_id and by_id[pid].key != upload.record.key
         ]
         local_ids = sorted(in_upload[i].ids)
-        candidates = [row_sides[row.id] for row in stored] + [uploads[j].side for j in local_ids]
-        if not candidates:
-            continue
         popularity = Popularity(
             avatar=in_index[i].popularity.avatar + in_upload[i].popularity.avatar,
             bio=in_index[i].popularity.bio + in_upload[i].popularity.bio,
@@ -257,22 +276,46 @@ def _search(
             + sum(1 for j in local_ids if uploads[j].side.name_key == upload.side.name_key)
             * bool(upload.side.name_key),
         )
-        evidence = compare(upload.side, candidates, popularity=popularity)
-        probabilities = engine.scorer.probabilities(evidence)
-        others: list[Node] = [
-            ("upload", uploaded_ids[row.id]) if row.id in uploaded_ids else ("index", row.id)
-            for row in stored
-        ]
-        others += [("upload", j) for j in local_ids]
-        for other, e, p in zip(others, evidence, probabilities, strict=True):
-            if round(float(p), 4) < threshold or other == me:
+        candidates = [column[("index", row.id)] for row in stored]
+        candidates += [column[("upload", j)] for j in local_ids]
+        queries.append(ScreenQuery(upload.side, candidates, popularity))
+
+    whole: dict[int, ProfileRow] = {}
+
+    def read_sides(wanted: list[int]) -> dict[int, ProfileSide]:
+        stored = [c for c in wanted if c < len(screened)]
+        sides = {c: local_sides[c - len(screened)] for c in wanted if c >= len(screened)}
+        for row in engine.store.get_many([screened[c].id for c in stored]):
+            whole[row.id] = row
+            sides[column[("index", row.id)]] = side_of_row(row)
+        return sides
+
+    best = best_pairs(
+        engine.scorer,
+        engine.matcher.bounds,
+        queries,
+        columns,
+        read_sides,
+        top_k=None,
+        min_score=threshold,
+    )
+    for i, pairs in enumerate(best):
+        me: Node = ("upload", offset + i)
+        for c, e, p in pairs:
+            other: Node
+            if c < len(screened):
+                pid = screened[c].id
+                other = ("upload", uploaded_ids[pid]) if pid in uploaded_ids else ("index", pid)
+            else:
+                other = ("upload", local[c - len(screened)])
+            if other == me:
                 continue
             pair = (me, other) if me < other else (other, me)
             kept = edges.get(pair)
             if kept is None or p > kept.probability:
-                edges[pair] = _Edge(me, other, float(p), e)
+                edges[pair] = _Edge(me, other, p, e)
             if other[0] == "index" and other[1] not in index_rows:
-                row = rows[other[1]]
+                row = whole[other[1]]
                 info = {"platform": row.platform, "handle": row.handle}
                 if row.display_name:
                     info["display_name"] = row.display_name

@@ -7,6 +7,7 @@ scan all see a profile the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from indexers import avatar as avatar_hashing
 from indexers import text
-from indexers.compare import ProfileSide
+from indexers.compare import ProfileSide, SideColumns
 from models.errors import ImageError
 from models.profile import ProfileRecord
 from models.result import Context
@@ -70,7 +71,7 @@ def _avatar_field(record: ProfileRecord) -> str:
     return "avatar_url"
 
 
-def context_of(record: ProfileRecord | ProfileRow | ComparableRow) -> Context:
+def context_of(record: ProfileRecord | ProfileRow) -> Context:
     return Context(
         created_at=record.created_at,
         followers_count=record.followers_count,
@@ -78,7 +79,7 @@ def context_of(record: ProfileRecord | ProfileRow | ComparableRow) -> Context:
     )
 
 
-def side_of_row(row: ProfileRow | ComparableRow) -> ProfileSide:
+def side_of_row(row: ProfileRow) -> ProfileSide:
     """A stored profile as comparison sees it (no model call: features are stored)."""
     return ProfileSide(
         display_name=row.display_name,
@@ -89,6 +90,17 @@ def side_of_row(row: ProfileRow | ComparableRow) -> ProfileSide:
         avatar_hashes=hashes_from_bytes(row.avatar_hashes),
         bio_vector=vector_from_bytes(row.bio_vector),
         context=context_of(row),
+    )
+
+
+def columns_of_rows(rows: Sequence[ComparableRow], *, bio_dim: int) -> SideColumns:
+    """Stored profiles as the columns a screen reads, straight from their stored bytes."""
+    return SideColumns.of_bytes(
+        name_keys=[row.name_key for row in rows],
+        handle_norms=[row.handle_norm for row in rows],
+        avatar_hashes=[row.avatar_hashes for row in rows],
+        bio_vectors=[row.bio_vector for row in rows],
+        bio_dim=bio_dim,
     )
 
 

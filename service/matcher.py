@@ -6,6 +6,7 @@ load them in one query, compare every pair in one batch and score them in one ba
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -15,11 +16,12 @@ import numpy as np
 from indexers import avatar as avatar_hashing
 from indexers import text
 from indexers.compare import BIO_NEAR_IDENTICAL, Popularity, ProfileSide, compare
-from models.profile import identity_key
+from models.bounds import ScoreBounds
 from models.result import Match, PairEvidence
 from models.scoring import AVATAR_EVIDENCE_FROM, BIO_EVIDENCE_FROM, ScoringModel
-from service.features import side_of_row
+from service.features import columns_of_rows, side_of_row
 from service.indexes import IndexSet
+from service.screen import ScreenQuery, best_pairs
 from service.store import ComparableRow, ProfileRow, Store
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,10 @@ class Candidates:
     # proposed it. Only rankings read to the bottom (min_score below possible_clone) need them.
     weak: frozenset[int] = frozenset()
 
+    def without_weak(self) -> Candidates:
+        """These candidates but the weak ones: enough for results at or above possible_clone."""
+        return replace(self, ids=[i for i in self.ids if i not in self.weak], weak=frozenset())
+
 
 @dataclass(frozen=True, slots=True)
 class MatchQuery:
@@ -80,6 +86,11 @@ class Matcher:
         self._store = store
         self.indexes = indexes
         self._scorer = scorer
+
+    @functools.cached_property
+    def bounds(self) -> ScoreBounds:
+        """Each pair's most possible score from its four similarities (built at first use)."""
+        return ScoreBounds(self._scorer)
 
     def candidates(self, query: ProfileSide, *, exclude_id: int | None) -> Candidates:
         """Ids the indexes propose, and how common the query's avatar and bio are."""
@@ -208,52 +219,35 @@ class Matcher:
         if not queries:
             return []
         if min_score >= self._scorer.thresholds.possible_clone:
-            found = [replace(c, ids=[i for i in c.ids if i not in c.weak]) for c in found]
+            found = [c.without_weak() for c in found]
         wanted = sorted({i for c in found for i in c.ids})
-        loaded = self._store.get_comparable(wanted)
-        by_id = {row.id: row for row in loaded}
-        sides = {row.id: side_of_row(row) for row in loaded}
-        kept: list[list[tuple[int, PairEvidence, float]]] = []
-        for query, candidates in zip(queries, found, strict=True):
+        screened = self._store.get_comparable(wanted)
+        by_id = {row.id: row for row in screened}
+        column = {row.id: k for k, row in enumerate(screened)}
+        batch = []
+        for query, proposed in zip(queries, found, strict=True):
             # In id order, so that ties keep one order whatever else was in the batch.
-            neighbours = [by_id[i] for i in sorted(candidates.ids) if i in by_id]
-            popularity = replace(
-                candidates.popularity, name=name_popularity(query.side, neighbours)
-            )
-            rows = [
-                row for row in neighbours if identity_key(row.platform, row.handle) != query.key
-            ]
-            if not rows:
-                kept.append([])
-                continue
-            evidence = compare(query.side, [sides[row.id] for row in rows], popularity=popularity)
-            kept.append(
-                [
-                    (rows[i].id, evidence[i], p)
-                    for i, p in self._ranked(evidence, top_k=top_k, min_score=min_score)
-                ]
-            )
-        # Only the profiles reported are loaded whole, in one query for the batch.
-        shown = {row.id: row for row in self._store.get_many([i for k in kept for i, _, _ in k])}
-        return [
-            [self._match(shown[pid], e, p) for pid, e, p in matches if pid in shown]
-            for matches in kept
-        ]
+            neighbours = [by_id[i] for i in sorted(proposed.ids) if i in by_id]
+            popularity = replace(proposed.popularity, name=name_popularity(query.side, neighbours))
+            rows = [row for row in neighbours if row.key != query.key]
+            batch.append(ScreenQuery(query.side, [column[row.id] for row in rows], popularity))
+        whole: dict[int, ProfileRow] = {}
 
-    def _ranked(
-        self, evidence: Sequence[PairEvidence], *, top_k: int, min_score: float
-    ) -> list[tuple[int, float]]:
-        """(position, probability) of the best `top_k` pairs scoring at least `min_score`,
-        best first (ties in candidate order)."""
-        probabilities = self._scorer.probabilities(evidence)
-        scores = [round(float(p), 4) for p in probabilities]
-        order = np.argsort([-score for score in scores], kind="stable")
-        best: list[tuple[int, float]] = []
-        for i in order:
-            if scores[i] < min_score or len(best) >= top_k:
-                break
-            best.append((int(i), float(probabilities[i])))
-        return best
+        def read_whole(columns: list[int]) -> dict[int, ProfileSide]:
+            rows = self._store.get_many([screened[c].id for c in columns])
+            whole.update((row.id, row) for row in rows)
+            return {column[row.id]: side_of_row(row) for row in rows}
+
+        best = best_pairs(
+            self._scorer,
+            self.bounds,
+            batch,
+            columns_of_rows(screened, bio_dim=int(self.indexes.bio.dim)),
+            read_whole,
+            top_k=top_k,
+            min_score=min_score,
+        )
+        return [[self._match(whole[screened[c].id], e, p) for c, e, p in pairs] for pairs in best]
 
     def _match(self, row: ProfileRow, evidence: PairEvidence, probability: float) -> Match:
         """A reported match, explained (reasons are only worked out for these)."""

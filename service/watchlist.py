@@ -32,6 +32,7 @@ from indexers import avatar as avatar_hashing
 from indexers import text
 from indexers.bio import BioEmbedder, normalize_bio
 from indexers.compare import Popularity, ProfileSide, compare
+from models.bounds import ABSENT, STEPS, ScoreBounds
 from models.errors import InvalidInputError, InvalidRecordError, NotFoundError
 from models.profile import identity_key, parse_query
 from models.result import Context, PairEvidence
@@ -69,11 +70,6 @@ SECRET_PREFIX = "whsec_"
 # A pair further apart than that is at most this alike.
 _AVATAR_RADIUS = avatar_hashing.UNRELATED_BITS // 2 + 1
 _FAR_AVATAR = 1.0 - _AVATAR_RADIUS / avatar_hashing.UNRELATED_BITS
-# The bound table's resolution: similarities are rounded up to steps of 1 / _STEPS (after a
-# margin that absorbs float32 rounding); _ABSENT is the index of a field one side lacks.
-_STEPS = 10
-_ROUNDING = 1e-4
-_ABSENT = _STEPS + 1
 
 
 @dataclass(frozen=True)
@@ -143,48 +139,6 @@ def _iso(moment: datetime) -> str:
 
 def _payload(alert: AlertRow) -> str:
     return json.dumps(alert_document(alert), ensure_ascii=False, separators=(",", ":"))
-
-
-class ScoreBounds:
-    """The most a pair can score, looked up from its four similarities rounded up.
-
-    Every likeness feature of the scoring model grows with each field's similarity, each
-    contradiction shrinks with it, and the calibration is monotone; so the model's score at the
-    similarities rounded up (exact-match flags set in the top step, a field one side lacks left
-    out, and nothing discounted for being shared by many accounts) bounds the pair's real score.
-    The table holds that score for every combination of steps, computed from the weights, so a
-    retrained model can never make the screen drop a pair it would alert on; one array lookup
-    per pair then stands in for comparing and scoring it in Python.
-    """
-
-    def __init__(self, scorer: ScoringModel) -> None:
-        levels = [k / _STEPS for k in range(_STEPS + 1)]
-        optional: list[float | None] = [*levels, None]  # index _ABSENT: the field is missing
-        evidence = [
-            PairEvidence(
-                avatar=avatar,
-                bio=bio,
-                bio_exact=bio == 1.0,
-                display_name=name,
-                display_name_exact=name == 1.0,
-                handle=handle,
-                handle_exact=handle == 1.0,
-                # A look-alike swap can come with any handle similarity: assume it always.
-                handle_lookalike=True,
-            )
-            for avatar in optional
-            for bio in optional
-            for name in levels
-            for handle in levels
-        ]
-        n = len(levels)
-        self.table = scorer.probabilities(evidence).reshape(n + 1, n + 1, n, n)
-
-    @staticmethod
-    def steps(similarity: np.ndarray) -> np.ndarray:
-        """Table indexes of similarities in [0, 1], rounded up."""
-        scaled = np.ceil((np.asarray(similarity, dtype=np.float64) + _ROUNDING) * _STEPS)
-        return np.clip(scaled, 0, _STEPS).astype(np.intp)
 
 
 def _bio_key(bio: str | None) -> str:
@@ -270,7 +224,7 @@ class _EntrySet:
         shape = (len(sides), len(self.rows))
         far = ScoreBounds.steps(np.asarray(_FAR_AVATAR))
 
-        avatar = np.full(shape, _ABSENT, dtype=np.intp)
+        avatar = np.full(shape, ABSENT, dtype=np.intp)
         side_avatar = np.asarray([s.avatar_hashes is not None for s in sides], dtype=bool)
         avatar[np.ix_(side_avatar, self.has_avatar)] = far
         with_avatar = np.flatnonzero(side_avatar)
@@ -288,7 +242,7 @@ class _EntrySet:
             alike = 1.0 - distances.astype(np.float64) / avatar_hashing.UNRELATED_BITS
             np.maximum.at(avatar, (side_of_hit, entry_of_hit), ScoreBounds.steps(alike))
 
-        bio = np.full(shape, _ABSENT, dtype=np.intp)
+        bio = np.full(shape, ABSENT, dtype=np.intp)
         side_bio = np.asarray(
             [
                 s.bio_vector is not None and len(s.bio_vector) == self.bio_matrix.shape[1]
@@ -303,7 +257,7 @@ class _EntrySet:
             bio[np.ix_(side_bio, self.has_bio)] = ScoreBounds.steps(cosines)
             for i in with_bio.tolist():
                 for entry in self.bio_keys.get(_bio_key(sides[i].bio), ()):
-                    bio[i, entry] = _STEPS  # the same text: "copied verbatim" counts
+                    bio[i, entry] = STEPS  # the same text: "copied verbatim" counts
 
         name = ScoreBounds.steps(text.name_similarities([s.name_key for s in sides], self.names))
         handle = ScoreBounds.steps(
@@ -343,7 +297,6 @@ class Watchlist:
         self._scorer = scorer
         self._matcher = matcher
         self._settings = settings
-        self._bounds: ScoreBounds | None = None  # built at the first check that needs it
         self._reload_lock = threading.Lock()
         self._snapshot = _EntrySet((0, 0), [], bio_dim=embedder.dim)
         self._listeners: list[Callable[[], None]] = []
@@ -562,8 +515,6 @@ class Watchlist:
                 # next call reload again, never a stale set pass for current.
                 rows = self.store.entries(key_id=None) if version[0] else []
                 self._snapshot = _EntrySet(version, rows, bio_dim=self._embedder.dim)
-                if rows and self._bounds is None:
-                    self._bounds = ScoreBounds(self._scorer)
                 logger.info("watchlist reloaded: %d entries", len(rows))
             return self._snapshot
 
@@ -579,8 +530,7 @@ class Watchlist:
         # First pass: the score without popularity, which can only be higher than the real one
         # (popularity only discounts likeness), so a pair below its threshold here is done.
         hopeful: dict[int, list[int]] = {}
-        assert self._bounds is not None  # built with the first non-empty entry set
-        for position, candidates in entries.screen(sides, bounds=self._bounds).items():
+        for position, candidates in entries.screen(sides, bounds=self._matcher.bounds).items():
             entry = entries.rows[position]
             chosen = [
                 c

@@ -482,3 +482,42 @@ def test_a_large_float_index_becomes_an_inverted_file_and_still_finds_near_copie
     loaded = FaissFloatIndex.load(tmp_path / "bio.index")
     assert loaded.is_inverted_file and len(loaded) == 5_999
     assert np.array_equal(loaded.search(copies[:20], 5)[1], index.search(copies[:20], 5)[1])
+
+
+def test_a_large_binary_index_becomes_an_inverted_file_and_still_finds_near_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its size threshold the avatar index scans a fraction of the codes per query; the
+    near-copies a check looks for (a few bits apart) are still found, each id once at its best
+    view, removes hold, and the saved file loads back as the same kind of index."""
+    monkeypatch.setattr(FaissBinaryIndex, "IVF_FROM", 8_000)
+    monkeypatch.setattr(FaissBinaryIndex, "IVF_LISTS", 64)
+    monkeypatch.setattr(FaissBinaryIndex, "IVF_PROBES", 8)
+    rng = np.random.default_rng(9)
+    views = 3
+    # Clustered codes, as photos' hashes are: families of similar pictures.
+    families = rng.integers(0, 256, (50, CODE_BYTES), dtype=np.uint8)
+    codes = np.stack([_flip_bits(families[f], 12, rng) for f in rng.integers(0, 50, 3_000 * views)])
+    ids = np.repeat(np.arange(3_000), views)
+    index = FaissBinaryIndex(CODE_BYTES)
+    for start in range(0, len(ids), 3_000):
+        index.add(ids[start : start + 3_000], codes[start : start + 3_000])
+    assert index.is_inverted_file and len(index) == 9_000 and index.ntotal_ids == 3_000
+
+    copies = np.stack([_flip_bits(codes[i * views], 4, rng) for i in range(300)])
+    distances, found = index.search(copies, 10)
+    recall = np.mean([i in row for i, row in enumerate(found.tolist())])
+    assert recall >= 0.99
+    for row in found.tolist():
+        hits = [i for i in row if i >= 0]
+        assert len(hits) == len(set(hits))  # each id once
+    assert np.all(distances[:, 0] <= 4)
+
+    index.remove(np.array([0]))
+    _, again = index.search(codes[:1], 5)
+    assert 0 not in again.ravel() and index.ntotal_ids == 2_999
+
+    index.save(tmp_path / "avatar.index")
+    loaded = FaissBinaryIndex.load(tmp_path / "avatar.index")
+    assert loaded.is_inverted_file and len(loaded) == len(index)
+    assert np.array_equal(loaded.search(copies[:20], 5)[1], index.search(copies[:20], 5)[1])

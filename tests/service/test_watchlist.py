@@ -308,5 +308,5 @@ def test_the_screen_keeps_every_pair_the_model_would_alert_on(engine: Engine) ->
     assert found == expected
     # And the screen is a screen: most pairs never reach the pairwise comparison.
     snapshot = engine.watchlist._current_entries()
-    screened = snapshot.screen([side_of_row(r) for r in rows if r], bounds=engine.watchlist._bounds)
+    screened = snapshot.screen([side_of_row(r) for r in rows if r], bounds=engine.matcher.bounds)
     assert sum(len(kept) for kept in screened.values()) < len(entries) * len(rows) / 2

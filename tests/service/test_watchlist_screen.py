@@ -12,10 +12,11 @@ import pytest
 from indexers import avatar as avatar_hashing
 from indexers import text
 from indexers.compare import ProfileSide, compare
+from models.bounds import ABSENT, ScoreBounds
 from models.result import PairEvidence
 from models.scoring import ScoringModel
 from service.store.watchlist import EntryRow
-from service.watchlist import _ABSENT, ScoreBounds, _EntrySet
+from service.watchlist import _EntrySet
 from tests.images import photo
 
 DIM = 8
@@ -67,7 +68,7 @@ def _random_evidence(rng: random.Random) -> PairEvidence:
 
 def _index(value: float | None, *, optional: bool) -> int:
     if value is None:
-        return _ABSENT if optional else int(ScoreBounds.steps(np.asarray(0.0)))
+        return ABSENT if optional else int(ScoreBounds.steps(np.asarray(0.0)))
     return int(ScoreBounds.steps(np.asarray(value)))
 
 
@@ -92,7 +93,7 @@ def test_the_table_bounds_the_score_of_every_pair(
 def test_the_table_is_not_trivial(bounds: ScoreBounds, scorer: ScoringModel) -> None:
     # Unalike pairs are bounded below possible_clone, so the screen drops them.
     floor = scorer.thresholds.possible_clone
-    assert bounds.table[_ABSENT, _ABSENT, 3, 3] < floor
+    assert bounds.table[ABSENT, ABSENT, 3, 3] < floor
     assert bounds.table[2, 2, 5, 5] < floor
     assert bounds.table[10, 10, 10, 10] > scorer.thresholds.likely_clone
 
