@@ -170,12 +170,11 @@ def _stacked(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One array of `values` in a row each (zeros for a missing or wrong-sized value), and
     which rows are real: one join and one buffer read instead of an array per value."""
-    present = np.fromiter(
-        (v is not None and len(v) == size for v in values), dtype=bool, count=len(values)
-    )
+    fits = [v is not None and len(v) == size for v in values]
     blank = bytes(size)
-    joined = b"".join(v if ok else blank for v, ok in zip(values, present.tolist(), strict=True))  # type: ignore[misc]
-    return np.frombuffer(joined, dtype=dtype).copy() if joined else np.zeros(0, dtype), present
+    joined = b"".join([v if ok else blank for v, ok in zip(values, fits, strict=True)])  # type: ignore[misc]
+    stacked = np.frombuffer(joined, dtype=dtype).copy() if joined else np.zeros(0, dtype)
+    return stacked, np.asarray(fits, dtype=bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,13 +210,11 @@ def pair_similarities(
         left = queries.bio_vectors[query_of[both]]
         right = candidates.bio_vectors[candidate_of[both]]
         bio[both] = np.clip(np.einsum("ij,ij->i", left, right), 0.0, 1.0)
-    query_at, candidate_at = query_of.tolist(), candidate_of.tolist()
     name = text.paired_name_similarities(
-        [queries.name_keys[i] for i in query_at], [candidates.name_keys[j] for j in candidate_at]
+        queries.name_keys, candidates.name_keys, query_of, candidate_of
     )
     handle = text.paired_handle_similarities(
-        [queries.handle_norms[i] for i in query_at],
-        [candidates.handle_norms[j] for j in candidate_at],
+        queries.handle_norms, candidates.handle_norms, query_of, candidate_of
     )
     return PairSimilarities(avatar=avatar, bio=bio, name=name, handle=handle)
 

@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -443,31 +444,48 @@ def handle_similarities(queries: list[str], choices: list[str]) -> np.ndarray:
     return _spread(out, queries, q_of, choices, c_of)
 
 
-def paired_name_similarities(left: list[str], right: list[str]) -> np.ndarray:
-    """`name_similarity` of each pair (left[k], right[k]), float32: the pairwise measure in
-    rapidfuzz's C loops, for screening the candidates of a whole batch of checks at once."""
-    if not left:
+def paired_name_similarities(
+    left: list[str], right: list[str], left_of: np.ndarray, right_of: np.ndarray
+) -> np.ndarray:
+    """`name_similarity` of each pair (left[left_of[k]], right[right_of[k]]), float32: the
+    pairwise measure in rapidfuzz's C loops, for screening the candidates of a whole batch of
+    checks at once (each side's strings gathered in C, not in a Python loop per pair)."""
+    if not len(left_of):
         return np.zeros(0, dtype=np.float32)
-    plain = process.cpdist(left, right, scorer=fuzz.ratio, dtype=np.float32)
-    by_tokens = process.cpdist(left, right, scorer=fuzz.token_sort_ratio, dtype=np.float32)
-    token_set = process.cpdist(left, right, scorer=fuzz.token_set_ratio, dtype=np.float32)
+    a, b = _gathered(left, left_of), _gathered(right, right_of)
+    plain = process.cpdist(a, b, scorer=fuzz.ratio, dtype=np.float32)
+    by_tokens = process.cpdist(a, b, scorer=fuzz.token_sort_ratio, dtype=np.float32)
+    token_set = process.cpdist(a, b, scorer=fuzz.token_set_ratio, dtype=np.float32)
     # Both sides of a pair hold two words or more: a shared subset of them says more.
-    several = [" " in a and " " in b for a, b in zip(left, right, strict=True)]
-    damp = np.where(np.asarray(several, dtype=bool), 0.9, 0.75).astype(np.float32)
+    several = _flags(left, _has_space)[left_of] & _flags(right, _has_space)[right_of]
+    damp = np.where(several, 0.9, 0.75).astype(np.float32)
     best = np.minimum(np.maximum(np.maximum(plain, by_tokens), token_set * damp) / 100.0, 1.0)
-    return np.where(_both_present(left, right), best, 0.0).astype(np.float32)
+    present = _flags(left, bool)[left_of] & _flags(right, bool)[right_of]
+    return np.where(present, best, 0.0).astype(np.float32)
 
 
-def paired_handle_similarities(left: list[str], right: list[str]) -> np.ndarray:
-    """`handle_similarity` of each pair (left[k], right[k]), as `paired_name_similarities`."""
-    if not left:
+def paired_handle_similarities(
+    left: list[str], right: list[str], left_of: np.ndarray, right_of: np.ndarray
+) -> np.ndarray:
+    """`handle_similarity` of each pair, as `paired_name_similarities`."""
+    if not len(left_of):
         return np.zeros(0, dtype=np.float32)
-    ratios = process.cpdist(left, right, scorer=fuzz.ratio, dtype=np.float32) / 100.0
-    return np.where(_both_present(left, right), ratios, 0.0).astype(np.float32)
+    a, b = _gathered(left, left_of), _gathered(right, right_of)
+    ratios = process.cpdist(a, b, scorer=fuzz.ratio, dtype=np.float32) / 100.0
+    present = _flags(left, bool)[left_of] & _flags(right, bool)[right_of]
+    return np.where(present, ratios, 0.0).astype(np.float32)
 
 
-def _both_present(left: list[str], right: list[str]) -> np.ndarray:
-    return np.asarray([bool(a and b) for a, b in zip(left, right, strict=True)], dtype=bool)
+def _gathered(strings: list[str], at: np.ndarray) -> list[str]:
+    return np.asarray(strings, dtype=object)[at].tolist()  # type: ignore[no-any-return]
+
+
+def _has_space(text: str) -> bool:
+    return " " in text
+
+
+def _flags(strings: list[str], test: Callable[[str], bool]) -> np.ndarray:
+    return np.fromiter(map(test, strings), dtype=bool, count=len(strings))
 
 
 def _token_set_ratios(queries: list[str], choices: list[str]) -> np.ndarray:

@@ -263,10 +263,9 @@ def _search(
     )
     queries = []
     for i, upload in enumerate(batch):
+        key = upload.record.key
         stored = [
-            by_id[pid]
-            for pid in sorted(in_index[i].ids)
-            if pid in by_id and by_id[pid].key != upload.record.key
+            by_id[pid] for pid in sorted(in_index[i].ids) if pid in by_id and by_id[pid].key != key
         ]
         local_ids = sorted(in_upload[i].ids)
         popularity = Popularity(

@@ -436,7 +436,10 @@ class Store:
                     else:
                         sql = f"SELECT {_COMPARABLE_NAMES} FROM profiles WHERE id = ANY(%s)"
                         cursor.execute(sql, (list(chunk),))
-                    rows.extend(_comparable(values) for values in cursor.fetchall())
+                    if sqlite_rows:  # blobs come as bytes already
+                        rows.extend(ComparableRow(*values) for values in cursor.fetchall())
+                    else:
+                        rows.extend(_comparable(values) for values in cursor.fetchall())
             finally:
                 cursor.close()
         return rows

@@ -464,3 +464,28 @@ def test_a_handle_with_lookalikes_swapped_in_is_marked(a: str, b: str) -> None:
 )
 def test_other_handle_differences_are_not_lookalikes(a: str, b: str | None) -> None:
     assert not text.is_lookalike_handle(a, b)
+
+
+NAMES_FOR_BATCHES = [
+    "jane doe", "jane marie doe", "doe jane", "jane", "janet doe", "j doe", "", "maria garcia",
+    "maría garcía", "mariagarcia", "john smith", "smith", "jo", "jane doe jane",
+]  # fmt: skip
+
+
+def test_batched_name_and_handle_similarities_equal_the_pairwise_measures() -> None:
+    """The screens' batched measures (all pairs of a batch, or chosen pairs) are the measures
+    a single comparison uses: a screen never bounds a pair on another number."""
+    names = [text.normalize_name(n) for n in NAMES_FOR_BATCHES]
+    handles = [text.normalize_handle(n.replace(" ", "_")) for n in NAMES_FOR_BATCHES]
+    rng = np.random.default_rng(1)
+    left_of = rng.integers(0, len(names), 200)
+    right_of = rng.integers(0, len(names), 200)
+    paired = text.paired_name_similarities(names, names, left_of, right_of)
+    paired_handles = text.paired_handle_similarities(handles, handles, left_of, right_of)
+    grid = text.name_similarities(names, names)
+    for k, (i, j) in enumerate(zip(left_of.tolist(), right_of.tolist(), strict=True)):
+        assert paired[k] == pytest.approx(text.name_similarity(names[i], names[j]), abs=1e-6)
+        assert grid[i, j] == pytest.approx(text.name_similarity(names[i], names[j]), abs=1e-6)
+        assert paired_handles[k] == pytest.approx(
+            text.handle_similarity(handles[i], handles[j]), abs=1e-6
+        )
