@@ -62,8 +62,10 @@ class Settings(BaseSettings):
     # `serve` runs one worker in a thread; turn it off when separate `clonefinder worker`
     # processes do the scanning.
     in_process_worker: bool = True
-    # Input records a worker claims at once (one model call and one index search per chunk).
-    scan_chunk_size: int = Field(default=256, ge=1)
+    # Input records a worker claims at once. A chunk goes through a two-stage pipeline in
+    # pieces (embed and search the next piece while this one is compared), which only runs
+    # full between its first and last piece: 1,024 records measured 20% faster than 256.
+    scan_chunk_size: int = Field(default=1024, ge=1)
     # A claimed chunk goes back to the pool this long after its worker stopped renewing the
     # lease (a killed worker); the lease is renewed every third of it.
     scan_lease_s: float = Field(default=60.0, gt=0)
