@@ -11,6 +11,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from models.bounds import ScoreBounds
+from models.scoring import ScoringModel
 from service.store import Store
 
 # The admin connection used to create and drop one scratch database per test.
@@ -73,3 +75,15 @@ def store(database_url: str) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(scope="session")
+def scorer() -> ScoringModel:
+    """The shipped scoring model (weights from models/weights.json)."""
+    return ScoringModel.load()
+
+
+@pytest.fixture(scope="session")
+def bounds(scorer: ScoringModel) -> ScoreBounds:
+    """The score table the screens bound pairs with, for the shipped model."""
+    return ScoreBounds(scorer)

@@ -18,16 +18,6 @@ FIRST = ["maria", "jane", "daniele", "devon", "paul", "olga", "sam"]
 LAST = ["garcia", "doe", "cotronei", "holcomb", "martin", "ivanova", "foler"]
 
 
-@pytest.fixture(scope="module")
-def scorer() -> ScoringModel:
-    return ScoringModel.load()
-
-
-@pytest.fixture(scope="module")
-def bounds(scorer: ScoringModel) -> ScoreBounds:
-    return ScoreBounds(scorer)
-
-
 def _profiles(rng: random.Random, n: int) -> list[ProfileSide]:
     """Few names, handles, photos and bios, so that many pairs are alike in some field and
     some in all: clones, namesakes, strangers and ties."""

@@ -7,7 +7,6 @@ import random
 from datetime import UTC, datetime
 
 import numpy as np
-import pytest
 
 from indexers import avatar as avatar_hashing
 from indexers import text
@@ -20,16 +19,6 @@ from service.watchlist import _EntrySet
 from tests.images import photo
 
 DIM = 8
-
-
-@pytest.fixture(scope="module")
-def scorer() -> ScoringModel:
-    return ScoringModel.load()
-
-
-@pytest.fixture(scope="module")
-def bounds(scorer: ScoringModel) -> ScoreBounds:
-    return ScoreBounds(scorer)
 
 
 def _random_evidence(rng: random.Random) -> PairEvidence:
