@@ -92,18 +92,28 @@ def find_clusters(
     uploads: list[_Upload] = []
     seen: set[tuple[str, str]] = set()
 
-    for start in range(0, total, BATCH):
-        batch = items[start : start + BATCH]
-        prepared, errors = _prepare(engine, batch, offset=start)
-        entries.extend(errors)
-        for upload in prepared:
-            key = upload.record.key
-            if key in seen:  # the same account twice: one member
-                continue
-            seen.add(key)
-            uploads.append(upload)
-        if progress is not None:
-            progress((start + len(batch)) // 2)
+    # Each batch's records are parsed and their avatars decoded in a helper thread while the
+    # previous batch is embedded here: the model and the image code both release the GIL.
+    starts_read = range(0, total, BATCH)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clusters-read") as reader:
+        upcoming = [
+            reader.submit(_read, engine, items[s : s + BATCH], offset=s) for s in starts_read[:1]
+        ]
+        for n, start in enumerate(starts_read):
+            parsed, errors = upcoming.pop().result()
+            if n + 1 < len(starts_read):
+                following = starts_read[n + 1]
+                batch_after = items[following : following + BATCH]
+                upcoming.append(reader.submit(_read, engine, batch_after, offset=following))
+            entries.extend(errors)
+            for upload in _prepare(engine, parsed):
+                key = upload.record.key
+                if key in seen:  # the same account twice: one member
+                    continue
+                seen.add(key)
+                uploads.append(upload)
+            if progress is not None:
+                progress(min(total, start + BATCH) // 2)
 
     local = _local_index(engine, uploads)
     local_matcher = Matcher(engine.store, local, engine.scorer)
@@ -156,12 +166,15 @@ def find_clusters(
     return [record for _, record in entries]
 
 
-def _prepare(
+_Parsed = tuple[int, str, ProfileRecord, np.ndarray | None]  # (position, where, record, hashes)
+
+
+def _read(
     engine: Engine, batch: Sequence[tuple[str, Any]], *, offset: int
-) -> tuple[list[_Upload], list[tuple[int, dict[str, Any]]]]:
-    """Each readable record's side (avatar hashed, bio embedded in one model call)."""
+) -> tuple[list[_Parsed], list[tuple[int, dict[str, Any]]]]:
+    """Each record of `batch` parsed and its avatar hashed, or its error record."""
     errors: list[tuple[int, dict[str, Any]]] = []
-    parsed: list[tuple[int, str, ProfileRecord, np.ndarray | None]] = []
+    parsed: list[_Parsed] = []
     for i, (where, raw) in enumerate(batch):
         try:
             if isinstance(raw, BaseException):
@@ -172,6 +185,11 @@ def _prepare(
             errors.append((offset + i, scan_error_record(where, raw, exc)))
             continue
         parsed.append((offset + i, where, record, avatar.hashes if avatar else None))
+    return parsed, errors
+
+
+def _prepare(engine: Engine, parsed: Sequence[_Parsed]) -> list[_Upload]:
+    """Each read record's side (bio embedded in one model call) and stored twin."""
     owned = engine.store.get_by_identity((r.platform, r.handle) for _, _, r, _ in parsed)
     vectors = engine.embedder.embed_bios([record.bio for _, _, record, _ in parsed])
     uploads = []
@@ -189,7 +207,7 @@ def _prepare(
         )
         own = owned.get(record.key)
         uploads.append(_Upload(position, where, record, side, own.id if own else None))
-    return uploads, errors
+    return uploads
 
 
 def _local_index(engine: Engine, uploads: Sequence[_Upload]) -> IndexSet:
