@@ -173,7 +173,8 @@ def _stacked(
     fits = [v is not None and len(v) == size for v in values]
     blank = bytes(size)
     joined = b"".join([v if ok else blank for v, ok in zip(values, fits, strict=True)])  # type: ignore[misc]
-    stacked = np.frombuffer(joined, dtype=dtype).copy() if joined else np.zeros(0, dtype)
+    # Read-only over the joined bytes: screens only index it, so no copy.
+    stacked = np.frombuffer(joined, dtype=dtype) if joined else np.zeros(0, dtype)
     return stacked, np.asarray(fits, dtype=bool)
 
 

@@ -1,7 +1,8 @@
 """The matcher: one query profile in, ranked and explained matches out, in one pass.
 
 Ask each index for candidates (avatar hashes, bio vector, name and handle keys), union the ids,
-load them in one query, compare every pair in one batch and score them in one batch.
+read them as narrow rows in one query, and let the screen (`service.screen`) compare and score
+in full only the pairs that can reach the result.
 """
 
 from __future__ import annotations
