@@ -28,6 +28,7 @@ from models.profile import ProfileQuery, ProfileRecord, StoredProfile, parse_que
 from models.result import QueryRef, Result
 from models.scoring import ScoringModel
 from service.avatar_source import AvatarSource
+from service.cases import Cases
 from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row
 from service.indexes import IndexSet
 from service.matcher import Candidates, Matcher, MatchQuery
@@ -127,6 +128,8 @@ class Engine:
             matcher=self.matcher,
             settings=settings,
         )
+        # Cases and evidence: captures of impersonating accounts, exports, the audit log.
+        self.cases = Cases(self)
         # Writes are serialised so the indexes apply the change log in order; checks never wait
         # on this lock, only (briefly) on the indexes' own write lock.
         self._write_lock = threading.Lock()

@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     max_scan_upload_bytes: int = Field(default=16 * 1024**3, ge=1)
     max_scan_record_bytes: int = Field(default=16 * 1024**2, ge=1)
 
+    # --- cases and evidence ------------------------------------------------------------------
+    # The Ed25519 key that signs evidence bundles (created on first use, mode 0600); default:
+    # DATA_DIR/evidence-signing.key.
+    evidence_key_file: Path | None = None
+    # Folders searched for the PDF report's fonts (Noto, from Debian's fonts-noto-core,
+    # fonts-noto-cjk and fonts-noto-color-emoji).
+    pdf_font_dirs: list[Path] = Field(
+        default_factory=lambda: [Path("/usr/share/fonts"), Path("/usr/local/share/fonts")]
+    )
+
+    @property
+    def resolved_evidence_key_file(self) -> Path:
+        return self.evidence_key_file or self.data_dir / "evidence-signing.key"
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -1,5 +1,9 @@
 """The store: profiles, avatar bytes and the change log (SQLite or PostgreSQL)."""
 
+# The audit log, cases and their captures (tables join `metadata` on import).
+from service.store.audit import Actor, AuditEntry, AuditStore
+from service.store.cases import CaseStore
+
 # Bulk-scan jobs (tables join `metadata` on import).
 from service.store.jobs import ChunkClaim, InputLine, JobRow, JobStore, ResultLine
 
@@ -23,3 +27,4 @@ __all__ += ["KeyRow", "KeyStore"]
 __all__ += ["ComparableRow"]
 __all__ += ["ChunkClaim", "InputLine", "JobRow", "JobStore", "ResultLine"]
 __all__ += ["WatchlistStore"]
+__all__ += ["Actor", "AuditEntry", "AuditStore", "CaseStore"]
