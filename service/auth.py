@@ -20,14 +20,17 @@ Permission = Literal[
     "watchlist",  # /v1/watchlist..., /v1/alerts..., /v1/webhook deliveries (own entries only,
     # unless the role also has "watchlist.all")
     "watchlist.all",  # every key's watchlist entries and alerts
-    "cases",  # cases and evidence exports (a later issue)
+    "cases",  # /v1/cases...: cases, their captures and evidence exports
+    "evidence",  # the evidence of the caller's own check; the signing key's public half
     "keys",  # key management
 ]
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    "individual": frozenset({"checks", "watchlist"}),
-    "platform": frozenset({"checks", "profiles.read", "profiles.write", "scans", "watchlist"}),
-    "investigator": frozenset({"checks", "profiles.read", "watchlist", "cases"}),
+    "individual": frozenset({"checks", "watchlist", "evidence"}),
+    "platform": frozenset(
+        {"checks", "profiles.read", "profiles.write", "scans", "watchlist", "evidence"}
+    ),
+    "investigator": frozenset({"checks", "profiles.read", "watchlist", "cases", "evidence"}),
     "admin": frozenset(
         {
             "checks",
@@ -37,6 +40,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             "watchlist",
             "watchlist.all",
             "cases",
+            "evidence",
             "keys",
         }
     ),

@@ -170,9 +170,8 @@ class Cases:
         notes: str | None = None,
     ) -> CaseRow:
         """Open a case for the victim, a stored profile named by platform and handle."""
-        if not isinstance(platform, str) or not isinstance(handle, str):
-            raise _invalid("victim", "needs the platform and handle of a stored profile")
-        victim = self._engine.store.get(platform, handle)
+        named = parse_query({"platform": platform, "handle": handle}, where="victim")
+        victim = self._engine.store.get(named.platform or "", named.handle or "")
         if victim is None:
             raise NotFoundError(f"no stored profile {platform}/{handle}: ingest the victim first")
         title = _text(title, "title", MAX_TITLE_CHARS) or (
@@ -216,27 +215,7 @@ class Cases:
         notes: str | None = None,
         status: str | None = None,
     ) -> CaseRow:
-        changes = self._changes(title=title, notes=notes, status=status)
-        if "title" in changes and not changes["title"].strip():
-            raise _invalid("title", "must not be empty")
-        updated = self.store.update_case(operator.actor, case_id, changes, key_id=operator.scope)
-        if updated is None:
-            raise NotFoundError(f"no case {case_id}")
-        return updated
-
-    @staticmethod
-    def _changes(**given: str | None) -> dict[str, str]:
-        limits = {"title": MAX_TITLE_CHARS, "notes": MAX_NOTES_CHARS}
-        changes: dict[str, str] = {}
-        for name, value in given.items():
-            if value is None:
-                continue
-            checked = _status(value) if name == "status" else _text(value, name, limits[name])
-            assert checked is not None
-            changes[name] = checked
-        if not changes:
-            raise InvalidInputError("nothing to change: give notes or a status")
-        return changes
+        return update_case(self.store, operator, case_id, title=title, notes=notes, status=status)
 
     # -- items --------------------------------------------------------------------------------
 
@@ -267,7 +246,8 @@ class Cases:
                     "an account is named by both 'platform' and 'handle'",
                     details=[{"field": "handle", "message": "platform and handle are needed"}],
                 )
-            row = self._engine.store.get(request.platform, request.handle)
+            named = parse_query({"platform": request.platform, "handle": request.handle})
+            row = self._engine.store.get(named.platform or "", named.handle or "")
             if row is None:
                 raise NotFoundError(
                     f"no stored profile {request.platform}/{request.handle}: ingest it first"
@@ -314,12 +294,7 @@ class Cases:
         notes: str | None = None,
         status: str | None = None,
     ) -> ItemRow:
-        self.case(operator, case_id)
-        changes = self._changes(notes=notes, status=status)
-        updated = self.store.update_item(operator.actor, case_id, item_id, changes)
-        if updated is None:
-            raise NotFoundError(f"no item {item_id} in case {case_id}")
-        return updated
+        return update_item(self.store, operator, case_id, item_id, notes=notes, status=status)
 
     def _victim(self, case: CaseRow) -> ProfileRow:
         row = self._engine.store.get(case.victim_platform, case.victim_handle)
@@ -617,6 +592,60 @@ class Cases:
             items=items,
             avatars=self.store.avatars(sorted(shas)),
         )
+
+
+def validated_changes(**given: str | None) -> dict[str, str]:
+    """The fields to set, checked: title and notes are bounded text, status one of STATUSES."""
+    limits = {"title": MAX_TITLE_CHARS, "notes": MAX_NOTES_CHARS}
+    changes: dict[str, str] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        checked = _status(value) if name == "status" else _text(value, name, limits[name])
+        assert checked is not None
+        changes[name] = checked
+    if not changes:
+        raise InvalidInputError("nothing to change: give a title, notes or a status")
+    if "title" in changes and not changes["title"].strip():
+        raise _invalid("title", "must not be empty")
+    return changes
+
+
+def update_case(
+    store: CaseStore,
+    operator: Operator,
+    case_id: int,
+    *,
+    title: str | None = None,
+    notes: str | None = None,
+    status: str | None = None,
+) -> CaseRow:
+    """Set a case's title, notes or status (needs only the store: the command line uses it
+    without loading the model)."""
+    changes = validated_changes(title=title, notes=notes, status=status)
+    updated = store.update_case(operator.actor, case_id, changes, key_id=operator.scope)
+    if updated is None:
+        raise NotFoundError(f"no case {case_id}")
+    return updated
+
+
+def update_item(
+    store: CaseStore,
+    operator: Operator,
+    case_id: int,
+    item_id: int,
+    *,
+    notes: str | None = None,
+    status: str | None = None,
+) -> ItemRow:
+    """Set an item's notes or status (needs only the store)."""
+    if store.case(case_id, key_id=operator.scope) is None:
+        raise NotFoundError(f"no case {case_id}")
+    changes = validated_changes(notes=notes, status=status)
+    updated = store.update_item(operator.actor, case_id, item_id, changes)
+    if updated is None:
+        raise NotFoundError(f"no item {item_id} in case {case_id}")
+    return updated
 
 
 def case_document(case: CaseRow) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from models.errors import CloneFinderError, InvalidInputError
+from models.errors import CloneFinderError, InvalidInputError, NotFoundError
 from service.errors import EXIT_OK, EXIT_SOME_REJECTED, exit_code
 from service.records import read_records
 from service.settings import Settings
@@ -431,6 +431,363 @@ def keys_revoke(
     typer.echo(f"revoked key {row.name!r} (role {row.role}) at {_when(row.revoked_at)}")
 
 
+# --- cases, evidence and the audit log -----------------------------------------------------
+
+case_app = typer.Typer(
+    name="case",
+    help="Cases: a victim, the accounts that impersonate it, captures and evidence exports.",
+    no_args_is_help=True,
+)
+app.add_typer(case_app, name="case")
+evidence_app = typer.Typer(
+    name="evidence", help="Check evidence bundles; show the signing key.", no_args_is_help=True
+)
+app.add_typer(evidence_app, name="evidence")
+audit_app = typer.Typer(
+    name="audit", help="Read and check the tamper-evident audit log.", no_args_is_help=True
+)
+app.add_typer(audit_app, name="audit")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+CaseId = Annotated[int, typer.Argument(min=1, help="The case's id (see `case list`).")]
+
+
+def _operator() -> Any:
+    import getpass
+
+    from service.cases import Operator
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = "unknown"
+    return Operator.local(user)
+
+
+def _print_json(value: Any) -> None:
+    from fastapi.encoders import jsonable_encoder
+
+    typer.echo(json.dumps(jsonable_encoder(value), ensure_ascii=False))
+
+
+@case_app.command("create")
+def case_create(
+    ctx: typer.Context,
+    platform: Annotated[str, typer.Option(help="The victim's platform.")],
+    handle: Annotated[str, typer.Option(help="The victim's handle (a stored profile).")],
+    title: Annotated[str | None, typer.Option(help="A title (default: from the victim).")] = None,
+    notes: Annotated[str | None, typer.Option(help="Notes.")] = None,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Open a case for a victim, a stored profile named by platform and handle."""
+    from service.cases import case_document
+
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()), _open_engine(ctx, settings) as engine:
+        case = engine.cases.create(
+            _operator(), platform=platform, handle=handle, title=title, notes=notes
+        )
+    if as_json:
+        _print_json(case_document(case))
+        return
+    typer.echo(f"opened case {case.id}: {case.title}")
+
+
+@case_app.command("list")
+def case_list(
+    ctx: typer.Context, as_json: JsonFlag = False, data_dir: DataDirOption = DEFAULT_DATA_DIR
+) -> None:
+    """List every case: id, status, victim, title."""
+    from service.cases import case_document
+    from service.store import CaseStore
+
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()), _open_store(settings) as store:
+        rows = CaseStore(store).cases(key_id=None)
+    if as_json:
+        for row in rows:
+            _print_json(case_document(row))
+        return
+    if not rows:
+        typer.echo("no cases yet: `clonefinder case create --platform P --handle H`")
+    for row in rows:
+        typer.echo(
+            f"{row.id}\t{row.status}\t{row.victim_platform}/{row.victim_handle}\t{row.title}"
+        )
+
+
+@case_app.command("show")
+def case_show(
+    ctx: typer.Context,
+    case_id: CaseId,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Show a case, its items and their captures."""
+    from service.cases import case_document, item_document
+    from service.store import CaseStore
+
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()), _open_store(settings) as store:
+        cases = CaseStore(store)
+        case = cases.case(case_id, key_id=None)
+        if case is None:
+            raise NotFoundError(f"no case {case_id}")
+        captures: dict[int, list[Any]] = {}
+        for capture in cases.captures(case_id):
+            captures.setdefault(capture.item_id, []).append(capture)
+        items = [item_document(i, captures.get(i.id, [])) for i in cases.items(case_id)]
+    if as_json:
+        _print_json({**case_document(case), "items": items})
+        return
+    typer.echo(f"case {case.id}: {case.title}")
+    typer.echo(f"  victim {case.victim_platform}/{case.victim_handle}, status {case.status}")
+    if case.notes:
+        typer.echo(f"  notes: {case.notes}")
+    for item in items:
+        latest = item["captures"][-1] if item["captures"] else {}
+        typer.echo(
+            f"  item {item['id']}: {item['platform']}/{item['handle']} score "
+            f"{item['score']:.3f} {item['label']}, status {item['status']}, "
+            f"{len(item['captures'])} capture(s), latest {latest.get('captured_at')} "
+            f"SHA-256 {latest.get('sha256')}"
+        )
+
+
+@case_app.command("add")
+def case_add(
+    ctx: typer.Context,
+    case_id: CaseId,
+    platform: Annotated[str | None, typer.Option(help="The account's platform.")] = None,
+    handle: Annotated[str | None, typer.Option(help="The account's handle.")] = None,
+    from_check: Annotated[
+        bool, typer.Option("--from-check", help="Add every match of a check of the victim.")
+    ] = False,
+    top_k: TopKOption = 10,
+    min_score: MinScoreOption = None,
+    scan: Annotated[
+        str | None, typer.Option("--scan", help="A scan job's id: add its result line's accounts.")
+    ] = None,
+    line: Annotated[
+        int | None, typer.Option("--line", min=0, help="The scan's result line (0 is the first).")
+    ] = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Add accounts to a case, each captured as it is now (again if already in the case)."""
+    from service.cases import AddItems
+
+    settings = _setup(ctx, data_dir)
+    request = AddItems(
+        platform=platform,
+        handle=handle,
+        from_check=from_check,
+        top_k=top_k,
+        min_score=min_score,
+        scan_id=scan,
+        scan_line=line,
+    )
+    with _fail_cleanly(_err_console()), _open_engine(ctx, settings) as engine:
+        added = engine.cases.add(_operator(), case_id, request)
+    if not added:
+        typer.echo("nothing to add: the check found no match")
+    for entry in added:
+        content = entry.capture.content()
+        verb = "added" if entry.new_item else "captured again"
+        typer.echo(
+            f"{verb} item {entry.item.id}: {entry.item.platform}/{entry.item.handle} score "
+            f"{content['score']:.3f} {content['label']}, capture {entry.capture.id} SHA-256 "
+            f"{entry.capture.sha256}"
+        )
+
+
+@case_app.command("capture")
+def case_capture(
+    ctx: typer.Context,
+    case_id: CaseId,
+    item_id: Annotated[int, typer.Argument(min=1, help="The item's id.")],
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Capture an item again, as it is now; earlier captures stay as they were."""
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()), _open_engine(ctx, settings) as engine:
+        captured = engine.cases.capture(_operator(), case_id, item_id)
+    typer.echo(
+        f"captured item {item_id} again: capture {captured.capture.id} SHA-256 "
+        f"{captured.capture.sha256}"
+    )
+
+
+@case_app.command("update")
+def case_update(
+    ctx: typer.Context,
+    case_id: CaseId,
+    item: Annotated[
+        int | None, typer.Option("--item", min=1, help="Change this item, not the case.")
+    ] = None,
+    status: Annotated[
+        str | None, typer.Option(help="open, reported, taken_down or closed.")
+    ] = None,
+    notes: Annotated[str | None, typer.Option(help="New notes (they replace the old).")] = None,
+    title: Annotated[str | None, typer.Option(help="A new title (cases only).")] = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Change the notes or status of a case or of one of its items."""
+    from service.cases import update_case, update_item
+    from service.store import CaseStore
+
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()), _open_store(settings) as store:
+        cases = CaseStore(store)
+        if item is None:
+            case = update_case(cases, _operator(), case_id, title=title, notes=notes, status=status)
+            typer.echo(f"case {case.id}: status {case.status}")
+        else:
+            if title is not None:
+                raise InvalidInputError("--title belongs to a case, not an item")
+            row = update_item(cases, _operator(), case_id, item, notes=notes, status=status)
+            typer.echo(f"case {case_id} item {row.id}: status {row.status}")
+
+
+@case_app.command("export")
+def case_export(
+    ctx: typer.Context,
+    case_id: CaseId,
+    out: Annotated[Path, typer.Option("--out", help="The file to write.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="bundle (a signed ZIP), pdf, csv or json.")
+    ] = "bundle",
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Export a case's evidence; recorded in the audit log."""
+    from service.evidence import EXPORT_FORMATS
+
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()):
+        if fmt not in EXPORT_FORMATS:
+            raise InvalidInputError(f"--format must be one of {', '.join(EXPORT_FORMATS)}")
+        with _open_engine(ctx, settings) as engine:
+            export = engine.cases.export(_operator(), case_id, fmt)  # type: ignore[arg-type]
+        try:
+            out.write_bytes(export.data)
+        except OSError as exc:
+            raise InvalidInputError(f"{out}: cannot be written: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {out} ({len(export.data)} bytes, SHA-256 {export.sha256})")
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    ctx: typer.Context,
+    bundle: Annotated[Path, typer.Argument(help="An evidence bundle (.zip).", dir_okay=False)],
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            help="The service's public key (PEM) to require, instead of the bundle's own.",
+            dir_okay=False,
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check every digest and both signatures of a bundle; name each file that does not
+    match. Exit 0 when all match, 1 when anything does not, 2 when it cannot be read."""
+    from dataclasses import asdict
+
+    from service.evidence.bundle import read_bundle, verify_bundle
+    from service.evidence.signing import load_public_key
+
+    _setup(ctx, DEFAULT_DATA_DIR, make_data_dir=False)
+    with _fail_cleanly(_err_console()):
+        data = read_bundle(bundle)
+        expected = None
+        if public_key is not None:
+            try:
+                expected = load_public_key(public_key.read_bytes())
+            except OSError as exc:
+                raise InvalidInputError(f"--public-key {public_key}: {exc.strerror}") from None
+        report = verify_bundle(data, expected_key=expected)
+    if as_json:
+        _print_json({**asdict(report), "ok": report.ok})
+    else:
+        for problem in report.problems:
+            typer.echo(f"MISMATCH {problem}")
+        typer.echo(
+            f"{'OK' if report.ok else 'FAILED'}: {bundle}: {report.files_checked} files and "
+            f"{report.captures_checked} captures checked; signed by "
+            f"{report.key_fingerprint or 'an unreadable key'}"
+        )
+        if report.ok and public_key is None:
+            typer.echo(
+                "compare that fingerprint with GET /v1/evidence/public-key of the service "
+                "(or pass --public-key)"
+            )
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_SOME_REJECTED)
+
+
+@evidence_app.command("public-key")
+def evidence_public_key(ctx: typer.Context, data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+    """Print the signing key's public half (PEM) and fingerprint; creates the key if none."""
+    from service.evidence.signing import EvidenceSigner
+
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()):
+        signer = EvidenceSigner(settings.resolved_evidence_key_file)
+        typer.echo(signer.public_key_pem.rstrip())
+        typer.echo(signer.fingerprint)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ctx: typer.Context,
+    head: Annotated[
+        str | None,
+        typer.Option(
+            "--head",
+            help="A hash recorded earlier (a bundle manifest's audit_head): must still be there.",
+        ),
+    ] = None,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """Check the audit log's hash chain: names every edited, removed or moved entry.
+    Exit 0 when it holds, 1 when it does not."""
+    from service.audit import verify_chain
+    from service.store import AuditStore
+
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()), _open_store(settings) as store:
+        report = verify_chain(AuditStore(store).entries(), expected_head=head)
+    for problem in report.problems:
+        typer.echo(f"BROKEN {problem}")
+    typer.echo(
+        f"{'OK' if report.ok else 'FAILED'}: {report.entries} entries; head {report.head_seq} "
+        f"{report.head_hash}"
+    )
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_SOME_REJECTED)
+
+
+@audit_app.command("list")
+def audit_list(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="The newest N entries.")] = 50,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+) -> None:
+    """The newest entries of the audit log: time, who, action, target, details."""
+    from service.store import AuditStore
+
+    settings = _setup(ctx, data_dir)
+    with _fail_cleanly(_err_console()), _open_store(settings) as store:
+        entries = AuditStore(store).tail(limit=limit)
+    for entry in entries:
+        if as_json:
+            _print_json(entry.document())
+        else:
+            typer.echo(
+                f"{entry.seq}\t{entry.at}\t{entry.actor}\t{entry.action}\t{entry.target}\t"
+                f"{entry.details}"
+            )
+
+
 @contextmanager
 def _open_store(settings: Settings) -> Iterator[Store]:
     from service.store import Store
@@ -454,14 +811,21 @@ def main() -> None:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _setup(ctx: typer.Context, data_dir: Path, *, level: int = logging.WARNING) -> Settings:
+def _setup(
+    ctx: typer.Context,
+    data_dir: Path,
+    *,
+    level: int = logging.WARNING,
+    make_data_dir: bool = True,
+) -> Settings:
     obj = ctx.ensure_object(dict)
     logging.basicConfig(
         level=logging.DEBUG if obj.get("verbose") else level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if make_data_dir:
+        data_dir.mkdir(parents=True, exist_ok=True)
     return Settings(data_dir=data_dir)
 
 

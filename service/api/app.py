@@ -10,7 +10,9 @@ from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from service.api.auth import build_authenticator, document_auth_errors, start_authentication
+from service.api.routes import cases as case_routes
 from service.api.routes import checks, health, profiles
+from service.api.routes import evidence as evidence_routes
 from service.api.routes import scans as scan_routes
 from service.api.routes import watchlist as watchlist_routes
 from service.engine import Engine
@@ -111,5 +113,7 @@ def create_app(
     v1.include_router(checks.router)
     v1.include_router(watchlist_routes.router)
     v1.include_router(scan_routes.router)
+    v1.include_router(case_routes.router)
+    v1.include_router(evidence_routes.router)
     app.include_router(v1)
     return app

@@ -13,14 +13,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import anyio.from_thread
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Response
 from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import InvalidInputError, PayloadTooLargeError
+from service.cases import Cases
 from service.engine import Engine
+from service.evidence import Export
 from service.scans import ScanService, ScanUpload
 from service.settings import Settings
 from service.watchlist import AlertQuery, RegisterRequest, Watchlist
@@ -293,3 +295,25 @@ ScanUploadDep = Annotated[ScanUpload, Depends(scan_upload)]
 ResultsOffset = Annotated[
     int, Query(ge=0, description="the result line to start at (0: the first); lines in order")
 ]
+
+
+# --- cases and evidence --------------------------------------------------------------------
+
+
+def get_cases(engine: EngineDep) -> Cases:
+    return engine.cases
+
+
+CasesDep = Annotated[Cases, Depends(get_cases)]
+
+
+def export_response(export: Export) -> Response:
+    """An export as a file download, with its digest as the audit log records it."""
+    return Response(
+        content=export.data,
+        media_type=export.media_type,
+        headers={
+            "Content-Disposition": f'attachment; filename="{export.filename}"',
+            "X-Content-SHA256": export.sha256,
+        },
+    )
