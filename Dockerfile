@@ -37,6 +37,13 @@ ENV PATH="/opt/venv/bin:$PATH" \
     CLONEFINDER_DATA_DIR=/data \
     CLONEFINDER_PORT=8000
 
+# PDF evidence reports are set in Noto fonts (every script, emoji): from Debian, never fetched
+# at run time.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji poppler-utils \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN useradd --create-home --uid 10001 --user-group clonefinder \
     && mkdir /data \
     && chown clonefinder:clonefinder /data
