@@ -40,6 +40,7 @@ SPELLED_FIELDS = frozenset(
 MAX_NOTES = 8
 # Longer added or removed runs are counted rather than spelled out.
 MAX_SPELLED = 12
+MAX_QUOTED = 40
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,10 @@ def code_point(ch: str) -> str:
 
 
 def _spelled(text: str) -> str:
+    """A run of added or removed characters: plain ASCII quoted as it is, anything else
+    named by code point (hidden or look-alike characters hide there)."""
+    if text.isascii() and text.isprintable():
+        return f"'{text}'" if len(text) <= MAX_QUOTED else f"{len(text)} characters"
     if len(text) > MAX_SPELLED:
         return f"{len(text)} characters"
     return ", ".join(code_point(ch) for ch in text)
