@@ -83,7 +83,9 @@ def test_capturing_an_account_again_adds_a_capture_beside_the_first(cases: CaseS
     assert avatars[first.capture.clone_avatar_sha256 or ""].data == b"clone avatar bytes"
 
 
-@pytest.mark.parametrize("statement", ["UPDATE {table} SET {column} = {value}", "DELETE FROM {table}"])
+@pytest.mark.parametrize(
+    "statement", ["UPDATE {table} SET {column} = {value}", "DELETE FROM {table}"]
+)
 @pytest.mark.parametrize(
     ("table", "column", "value"),
     [("case_captures", "document", "'{}'"), ("capture_avatars", "mime", "'x'")],
@@ -156,7 +158,9 @@ def _allow_tampering(store: Store) -> None:
 
 def _five_entries(audit: AuditStore) -> None:
     for n in range(1, 6):
-        audit.record(ALICE, "case.update", f"case {n}", {"status": {"from": "open", "to": "closed"}})
+        audit.record(
+            ALICE, "case.update", f"case {n}", {"status": {"from": "open", "to": "closed"}}
+        )
 
 
 def test_the_log_cannot_be_edited_while_its_guard_is_in_place(

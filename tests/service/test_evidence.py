@@ -166,9 +166,7 @@ def test_a_lookalike_letter_is_named_by_its_code_point() -> None:
 
 
 def test_invisible_and_added_characters_are_spelled_out() -> None:
-    assert character_differences("janedoe", "jane\u200bdoe") == [
-        "added (U+200B ZERO WIDTH SPACE)"
-    ]
+    assert character_differences("janedoe", "jane\u200bdoe") == ["added (U+200B ZERO WIDTH SPACE)"]
     assert character_differences("jane", "jane_official") == ["added '_official'"]
     assert character_differences("jane", "jаne\u200b") == [
         "'а' (U+0430 CYRILLIC SMALL LETTER A) where the victim has 'a' (U+0061 LATIN SMALL "
