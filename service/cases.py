@@ -331,7 +331,10 @@ class Cases:
     def _scan_accounts(
         self, operator: Operator, victim: ProfileRow, request: AddItems
     ) -> tuple[list[ProfileRow], str]:
-        job = self._jobs.get_job(request.scan_id or "")
+        scan_id = request.scan_id or ""
+        # Job ids are 32 hex digits; anything else names no job (and never reaches SQL).
+        is_id = len(scan_id) == 32 and all(c in "0123456789abcdef" for c in scan_id)
+        job = self._jobs.get_job(scan_id) if is_id else None
         if job is None or (operator.scope is not None and job.owner_key_id != operator.scope):
             raise NotFoundError(f"no scan job {request.scan_id}")
         line = request.scan_line

@@ -25,14 +25,30 @@ from service.api.case_schemas import (
     ItemsIn,
     ItemUpdateIn,
 )
-from service.api.deps import CasesDep, RowId, export_response
+from service.api.deps import CasesDep, RowId, body_of, export_response
 from service.api.schemas import ERROR_RESPONSES, ErrorOut
+from service.api.watchlist_schemas import inline_schema
 from service.auth import Caller
 from service.cases import AddItems, Operator, item_document
 
 CasesCaller = Annotated[Caller, Depends(require("cases"))]
 
 router = APIRouter(prefix="/cases", tags=["cases"])
+
+CaseBody = Annotated[CaseIn, Depends(body_of(CaseIn))]
+CaseUpdateBody = Annotated[CaseUpdateIn, Depends(body_of(CaseUpdateIn))]
+ItemsBody = Annotated[ItemsIn, Depends(body_of(ItemsIn))]
+ItemUpdateBody = Annotated[ItemUpdateIn, Depends(body_of(ItemUpdateIn))]
+
+
+def _json_body(model: type[Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline_schema(model)}},
+        }
+    }
+
 
 _CASE_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no such case (or another key's)"},
@@ -51,8 +67,9 @@ _ITEM_NOT_FOUND: dict[int | str, dict[str, Any]] = {
         **ERROR_RESPONSES,
         404: {"model": ErrorOut, "description": "the victim is not a stored profile"},
     },
+    openapi_extra=_json_body(CaseIn),
 )
-def create_case(body: CaseIn, caller: CasesCaller, cases: CasesDep) -> CaseOut:
+def create_case(caller: CasesCaller, body: CaseBody, cases: CasesDep) -> CaseOut:
     """The victim is named by platform and handle and must be stored (ingest it first)."""
     created = cases.create(
         Operator.of(caller),
@@ -84,9 +101,10 @@ def get_case(case_id: RowId, caller: CasesCaller, cases: CasesDep) -> CaseDetail
     response_model=CaseOut,
     summary="Change a case's title, notes or status",
     responses={**ERROR_RESPONSES, **_CASE_NOT_FOUND},
+    openapi_extra=_json_body(CaseUpdateIn),
 )
 def update_case(
-    case_id: RowId, body: CaseUpdateIn, caller: CasesCaller, cases: CasesDep
+    case_id: RowId, caller: CasesCaller, body: CaseUpdateBody, cases: CasesDep
 ) -> CaseOut:
     """Status: open, reported, taken_down or closed. Recorded in the audit log."""
     updated = cases.update(
@@ -107,8 +125,11 @@ def update_case(
             "description": "no such case, stored account or scan result line",
         },
     },
+    openapi_extra=_json_body(ItemsIn),
 )
-def add_items(case_id: RowId, body: ItemsIn, caller: CasesCaller, cases: CasesDep) -> AddedListOut:
+def add_items(
+    case_id: RowId, caller: CasesCaller, body: ItemsBody, cases: CasesDep
+) -> AddedListOut:
     """One way per request: `platform` and `handle`; `from_check: true` (the matches of a
     check of the victim); or `scan_id` and `line`. An account already in the case is captured
     again beside its earlier captures."""
@@ -146,9 +167,10 @@ def get_item(case_id: RowId, item_id: RowId, caller: CasesCaller, cases: CasesDe
     response_model=ItemOut,
     summary="Change an item's notes or status",
     responses={**ERROR_RESPONSES, **_ITEM_NOT_FOUND},
+    openapi_extra=_json_body(ItemUpdateIn),
 )
 def update_item(
-    case_id: RowId, item_id: RowId, body: ItemUpdateIn, caller: CasesCaller, cases: CasesDep
+    case_id: RowId, item_id: RowId, caller: CasesCaller, body: ItemUpdateBody, cases: CasesDep
 ) -> ItemOut:
     operator = Operator.of(caller)
     item = cases.update_item(operator, case_id, item_id, notes=body.notes, status=body.status)
