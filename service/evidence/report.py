@@ -62,6 +62,11 @@ FALLBACK_ORDER = (
 FONT_PACKAGES = "fonts-noto-core, fonts-noto-cjk and fonts-noto-color-emoji"
 
 AVATAR_MM = 55.0
+# A table row must fit on one page, so long values (a 10,000-character bio, long notes, many
+# earlier captures) are cut in the report; case.json always holds them whole.
+MAX_CELL_CHARS = 900
+MAX_PAIR_CHARS = 2_000
+MAX_EARLIER_SHOWN = 10
 GREY = (90, 90, 90)
 MARK_COLOURS = {
     "same": (40, 110, 40),
@@ -161,6 +166,12 @@ def render_report(evidence: EvidenceSet, context: ReportContext, *, fonts: Repor
 # -- pages ----------------------------------------------------------------------------------
 
 
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters in case.json)"
+
+
 def _heading(pdf: FPDF, text: str, *, size: float = 16) -> None:
     pdf.set_font("sans", "B", size)
     pdf.multi_cell(0, size * 0.5, text, new_x=XPos.LMARGIN, new_y=YPos.NEXT, align="L")
@@ -184,8 +195,8 @@ def _pairs(pdf: FPDF, rows: list[tuple[str, str]], *, widths: tuple[int, int] = 
     ) as table:
         for key, value in rows:
             row = table.row()
-            row.cell(key, style=FontFace(emphasis="BOLD"))
-            row.cell(value)
+            row.cell(_clip(key, MAX_CELL_CHARS), style=FontFace(emphasis="BOLD"))
+            row.cell(_clip(value, MAX_PAIR_CHARS))
     pdf.ln(3)
 
 
@@ -345,12 +356,13 @@ def _item_page(pdf: FPDF, evidence: EvidenceSet, item: EvidenceItem, number: int
         rows.append(("notes", item.notes))
     earlier = item.captures[:-1]
     if earlier:
-        rows.append(
-            (
-                "earlier captures",
-                "; ".join(f"{c.content.get('captured_at')} SHA-256 {c.sha256}" for c in earlier),
-            )
+        shown = "; ".join(
+            f"{c.content.get('captured_at')} SHA-256 {c.sha256}"
+            for c in earlier[-MAX_EARLIER_SHOWN:]
         )
+        if len(earlier) > MAX_EARLIER_SHOWN:
+            shown += f"; and {len(earlier) - MAX_EARLIER_SHOWN} earlier (see the appendix)"
+        rows.append(("earlier captures", shown))
     _pairs(pdf, rows)
 
 
@@ -369,8 +381,8 @@ def _comparison(pdf: FPDF, fields: list[FieldComparison]) -> None:
         for field in fields:
             row = table.row()
             row.cell(field.label, style=FontFace(emphasis="BOLD"))
-            row.cell(field.victim)
-            clone = field.clone
+            row.cell(_clip(field.victim, MAX_CELL_CHARS))
+            clone = _clip(field.clone, MAX_CELL_CHARS)
             if field.notes:
                 clone += "\n" + "\n".join(f"▸ {note}" for note in field.notes)
             colour = MARK_COLOURS[field.mark] if field.mark != "same" else None

@@ -259,6 +259,18 @@ def test_the_first_account_page_shows_the_two_avatars_side_by_side(
     assert _image_regions(cover_png) == []  # the cover has no picture: the count means it
 
 
+def test_a_case_with_long_texts_and_many_captures_still_makes_a_report(
+    exporter: EvidenceExporter,
+) -> None:
+    long_bio = "Ceramicist in Malmö, " * 480  # near the 10,000-character limit of a bio
+    content = _content({**VICTIM, "bio": long_bio}, {**CLONE, "bio": long_bio + "!"}, REASONS)
+    view = CaptureView(id=1, sha256=capture_digest(content), content=content)
+    evidence = evidence_set(notes="n" * 20_000)
+    evidence.items[0].captures[:] = [view] * 40
+    pdf = exporter.export(evidence, "pdf", info=INFO).data
+    assert pdf.startswith(b"%PDF")
+
+
 def test_a_missing_font_is_a_clear_configuration_error(tmp_path: Path) -> None:
     made = EvidenceExporter(key_file=tmp_path / "k", font_dirs=[tmp_path])
     with pytest.raises(ConfigurationError, match="fonts-noto-core"):
