@@ -204,6 +204,9 @@ class _OnnxInt8Encoder:
         graph = _quantized_graph(model, path, cache_dir=cache_dir)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = os.cpu_count() or 1
+        # Idle pool threads sleep instead of spinning: the embedder shares a few cores with
+        # the index searches and the Python that scores, and spinning took their time.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # its warnings are about graph shapes, not our data
         session = onnxruntime.InferenceSession(
             str(graph), options, providers=["CPUExecutionProvider"]
