@@ -31,7 +31,7 @@ from models.scoring import ScoringModel
 from service.avatar_source import AvatarSource
 from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row
 from service.indexes import IndexSet
-from service.matcher import Candidates, Matcher, MatchQuery
+from service.matcher import Candidates, LoadedCandidates, Matcher, MatchQuery
 from service.settings import Settings
 from service.store import ProfileRow, ProfileWrite, Store
 from service.watchlist import Watchlist
@@ -83,7 +83,7 @@ class PreparedChecks:
     queries: list[ProfileQuery | CloneFinderError]
     sides: list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError]
     batch: list[MatchQuery]
-    candidates: list[Candidates] | None = None  # None until the indexes were searched
+    candidates: list[Candidates] | LoadedCandidates | None = None  # None until searched
 
 
 # A scan batch as given, the errors of its unreadable records, and its readable ones prepared.
@@ -346,13 +346,18 @@ class Engine:
         ]
         return PreparedChecks(parsed, prepared, batch)
 
-    def search_checks(self, prepared: PreparedChecks) -> PreparedChecks:
-        """Read checks with their candidates from every index (FAISS, the name index)."""
+    def search_checks(
+        self, prepared: PreparedChecks, *, load_for: float | None = None
+    ) -> PreparedChecks:
+        """Read checks with their candidates from every index (FAISS, the name index), and,
+        given the `min_score` they will be scored for, the candidates' rows too."""
         batch = prepared.batch
-        candidates = self.matcher.candidates_many(
+        found = self.matcher.candidates_many(
             [q.side for q in batch], exclude_ids=[q.exclude_id for q in batch]
         )
-        return replace(prepared, candidates=candidates)
+        if load_for is None:
+            return replace(prepared, candidates=found)
+        return replace(prepared, candidates=self.matcher.load_candidates(found, min_score=load_for))
 
     def finish_checks(
         self, prepared: PreparedChecks, *, top_k: int = 10, min_score: float | None = None
@@ -422,18 +427,19 @@ class Engine:
         base_dir: Path | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
         """`scan_batch` of each batch, in order, as a three-stage pipeline: while one batch is
-        compared and scored (Python), the next ones are searched (FAISS, the name index) and
-        read (parsed, hashed, embedded) in two helper threads. The model and FAISS release the
-        GIL, so the cores of a small machine all work; the model runs on one core here, as the
-        others are busy with the other stages."""
+        compared and scored (Python), the next is searched (FAISS, the name index, then its
+        candidates' rows read) and the one after read (parsed, hashed, embedded), in two helper
+        threads. The model, FAISS and SQLite release the GIL, so the cores of a small machine
+        all work; the model runs on one core here, as the others are busy with other stages."""
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan-read") as readers,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan-search") as searchers,
         ):
+            least = self.possible_clone_threshold if min_score is None else min_score
 
             def searched(read: Future[_PreparedScan]) -> _PreparedScan:
                 batch, unread, checks = read.result()
-                return batch, unread, self.search_checks(checks)
+                return batch, unread, self.search_checks(checks, load_for=least)
 
             ahead: deque[Future[_PreparedScan]] = deque()
             for batch in batches:
