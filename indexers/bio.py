@@ -111,14 +111,19 @@ class BioEmbedder:
         self._cache_lock = threading.Lock()
         logger.info("loaded embedding model %s (%d dimensions) from %s", self.name, self.dim, path)
 
-    def _encode(self, texts: list[str]) -> np.ndarray:
+    def _encode(self, texts: list[str], *, threads: int | None) -> np.ndarray:
         """Unit vectors of distinct, non-empty texts: the one call into the model."""
-        vectors = self._encoder.encode(texts).astype(np.float32, copy=False)
+        vectors = self._encoder.encode(texts, threads=threads).astype(np.float32, copy=False)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return vectors / np.maximum(norms, 1e-12)
 
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Vectors (len(texts), dim), float32, L2-normalized; texts must be non-empty."""
+    def embed(self, texts: Sequence[str], *, threads: int | None = None) -> np.ndarray:
+        """Vectors (len(texts), dim), float32, L2-normalized; texts must be non-empty.
+
+        `threads`: the cores the model may use for this call, all when None. A pipeline that
+        runs other work beside the embedding passes 1: a model spread over cores that are busy
+        elsewhere waits on its slowest thread at every layer. (The onnx backend honours it.)
+        """
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         missing: dict[str, list[int]] = {}
         with self._cache_lock:  # checks and ingests embed from several threads
@@ -131,20 +136,23 @@ class BioEmbedder:
                     missing.setdefault(text, []).append(i)
         if missing:
             unique = list(missing)
-            vectors = self._encode(unique)
+            vectors = self._encode(unique, threads=threads)
             with self._cache_lock:
                 for text, vector in zip(unique, vectors, strict=True):
                     out[missing[text]] = vector
                     self._remember(text, vector)
         return out
 
-    def embed_bios(self, bios: Sequence[str | None]) -> list[np.ndarray | None]:
-        """One vector per bio, None for an empty bio (its signal is null, not a zero vector)."""
+    def embed_bios(
+        self, bios: Sequence[str | None], *, threads: int | None = None
+    ) -> list[np.ndarray | None]:
+        """One vector per bio, None for an empty bio (its signal is null, not a zero vector);
+        `threads` as in `embed`."""
         normalized = [normalize_bio(b) for b in bios]
         present = [i for i, text in enumerate(normalized) if text]
         result: list[np.ndarray | None] = [None] * len(bios)
         if present:
-            vectors = self.embed([normalized[i] for i in present])
+            vectors = self.embed([normalized[i] for i in present], threads=threads)
             for row, i in enumerate(present):
                 result[i] = vectors[row]
         return result
@@ -156,7 +164,7 @@ class BioEmbedder:
 
 
 class _Encoder(Protocol):
-    def encode(self, texts: list[str]) -> np.ndarray: ...
+    def encode(self, texts: list[str], *, threads: int | None = None) -> np.ndarray: ...
 
 
 class _TorchEncoder:
@@ -164,7 +172,8 @@ class _TorchEncoder:
         self._model = model
         self._batch_size = batch_size
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], *, threads: int | None = None) -> np.ndarray:
+        # torch's thread count is process-wide: not changed per call.
         return np.asarray(
             self._model.encode(
                 texts,
@@ -179,8 +188,13 @@ class _TorchEncoder:
 class _OnnxInt8Encoder:
     """The sentence model (transformer, pooling, normalization) as one quantized ONNX graph."""
 
-    def __init__(self, session: Any, tokenizer: Any, *, max_length: int, batch_size: int) -> None:
-        self._session = session
+    def __init__(self, graph: Path, tokenizer: Any, *, max_length: int, batch_size: int) -> None:
+        self._graph = graph
+        # One session per thread count asked for (each holds the weights, ~23 MB), made on
+        # first use: ONNX Runtime fixes a session's threads when it is created.
+        self._sessions: dict[int, Any] = {}
+        self._sessions_lock = threading.Lock()
+        session = self._session(None)
         self._tokenizer = tokenizer
         self._max_length = max_length
         self._batch_size = batch_size
@@ -196,27 +210,41 @@ class _OnnxInt8Encoder:
         batch_size: int,
     ) -> _OnnxInt8Encoder:
         try:
-            import onnxruntime
+            import onnxruntime  # noqa: F401 - sessions are made later; fail early and clearly
         except ImportError as exc:  # pragma: no cover - a broken install
             raise ConfigurationError(
                 "the onnx-int8 embedding backend needs the 'onnxruntime' package"
             ) from exc
         graph = _quantized_graph(model, path, cache_dir=cache_dir)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = os.cpu_count() or 1
-        options.log_severity_level = 3  # its warnings are about graph shapes, not our data
-        session = onnxruntime.InferenceSession(
-            str(graph), options, providers=["CPUExecutionProvider"]
-        )
         return cls(
-            session,
+            graph,
             model.tokenizer,
             # A model without a declared limit gets BERT's own position limit.
             max_length=model.max_seq_length or 512,
             batch_size=batch_size,
         )
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def _session(self, threads: int | None) -> Any:
+        import onnxruntime
+
+        count = max(1, threads or os.cpu_count() or 1)
+        with self._sessions_lock:
+            session = self._sessions.get(count)
+            if session is None:
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = count
+                # Idle pool threads sleep instead of spinning: the embedder shares a few cores
+                # with index searches and the Python that scores, and spinning took their time.
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                options.log_severity_level = 3  # its warnings are about graph shapes, not data
+                session = onnxruntime.InferenceSession(
+                    str(self._graph), options, providers=["CPUExecutionProvider"]
+                )
+                self._sessions[count] = session
+        return session
+
+    def encode(self, texts: list[str], *, threads: int | None = None) -> np.ndarray:
+        session = self._session(threads)
         # Length-sorted batches waste little on padding; results go back in input order.
         order = np.argsort([len(t) for t in texts], kind="stable")
         out: np.ndarray | None = None
@@ -230,7 +258,7 @@ class _OnnxInt8Encoder:
                 return_tensors="np",
             )
             feeds = {name: encoded[name].astype(np.int64) for name in self._inputs}
-            vectors = self._session.run(None, feeds)[0]
+            vectors = session.run(None, feeds)[0]
             if out is None:
                 out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
             out[chosen] = vectors

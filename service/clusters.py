@@ -29,7 +29,7 @@ from models.scoring import likely_impersonator
 from service.engine import Engine, scan_error_record
 from service.features import context_of, name_keys, side_of_row
 from service.indexes import IndexSet
-from service.matcher import Candidates, Matcher, name_popularity
+from service.matcher import Candidates, LoadedCandidates, Matcher, name_popularity
 from service.screen import ScreenQuery, best_pairs
 from service.store import ProfileRow
 
@@ -123,17 +123,19 @@ def find_clusters(
     uploaded_ids = {u.own_id: i for i, u in enumerate(uploads) if u.own_id is not None}
     starts = range(0, len(uploads), BATCH)
 
-    def find(start: int) -> tuple[list[Candidates], list[Candidates]]:
+    def find(start: int) -> tuple[LoadedCandidates, list[Candidates]]:
         batch = uploads[start : start + BATCH]
         sides = [u.side for u in batch]
         in_index = engine.matcher.candidates_many(sides, exclude_ids=[u.own_id for u in batch])
         in_upload = local_matcher.candidates_many(
             sides, exclude_ids=[start + i for i in range(len(batch))]
         )
-        return in_index, in_upload
+        if threshold >= engine.possible_clone_threshold:
+            in_upload = [c.without_weak() for c in in_upload]
+        return engine.matcher.load_candidates(in_index, min_score=threshold), in_upload
 
-    # A two-stage pipeline: the next batch is searched (FAISS, outside the GIL) in a helper
-    # thread while this one is compared.
+    # A two-stage pipeline: the next batch is searched (FAISS, outside the GIL) and its stored
+    # candidates read (SQLite, likewise) in a helper thread while this one is compared.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="clusters-search") as pool:
         pending = [pool.submit(find, start) for start in starts[:1]]
         for n, start in enumerate(starts):
@@ -245,7 +247,7 @@ def _search(
     engine: Engine,
     uploads: Sequence[_Upload],
     batch: Sequence[_Upload],
-    found: tuple[list[Candidates], list[Candidates]],
+    found: tuple[LoadedCandidates, list[Candidates]],
     *,
     offset: int,
     threshold: float,
@@ -259,11 +261,8 @@ def _search(
     only pairs that can reach the threshold are compared, and only their stored profiles read
     whole.
     """
-    in_index, in_upload = found
-    if threshold >= engine.possible_clone_threshold:
-        in_index = [c.without_weak() for c in in_index]
-        in_upload = [c.without_weak() for c in in_upload]
-    screened = engine.store.get_comparable(sorted({i for c in in_index for i in c.ids}))
+    loaded, in_upload = found
+    in_index, screened = loaded.found, loaded.rows
     by_id = {row.id: row for row in screened}
     local = sorted({j for c in in_upload for j in c.ids})
     # Candidate columns: the stored rows, then the uploads that are candidates.

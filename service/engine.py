@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +32,7 @@ from service.avatar_source import AvatarSource
 from service.cases import Cases
 from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row
 from service.indexes import IndexSet
-from service.matcher import Candidates, Matcher, MatchQuery
+from service.matcher import Candidates, LoadedCandidates, Matcher, MatchQuery
 from service.settings import Settings
 from service.store import ProfileRow, ProfileWrite, Store
 from service.watchlist import Watchlist
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 INGEST_BATCH = 512  # records per transaction; large enough to batch the model well
 SCAN_BATCH = 128  # queries checked together: one model call, one index search per batch
+SCAN_PIPELINE_DEPTH = 2  # batches of a scan read and searched ahead of the one scored
+SCAN_EMBED_THREADS = 1  # the model's cores in a scan pipeline (measured: more were slower)
 DEMO_DIR = Path(__file__).with_name("demo")
 
 
@@ -81,7 +84,11 @@ class PreparedChecks:
     queries: list[ProfileQuery | CloneFinderError]
     sides: list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError]
     batch: list[MatchQuery]
-    candidates: list[Candidates]
+    candidates: list[Candidates] | LoadedCandidates | None = None  # None until searched
+
+
+# A scan batch as given, the errors of its unreadable records, and its readable ones prepared.
+_PreparedScan = tuple[Sequence[tuple[str, Any]], list[CloneFinderError | None], PreparedChecks]
 
 
 @dataclass
@@ -310,8 +317,19 @@ class Engine:
         self, queries: Sequence[Any], *, base_dir: Path | None = None
     ) -> PreparedChecks:
         """The first half of `check_many`: queries parsed and completed from the store, bios
-        embedded, every index searched. Most of it runs outside the GIL (model, FAISS), so a
-        pipeline does it for the next batch while `finish_checks` compares this one."""
+        embedded (`read_checks`), every index searched (`search_checks`)."""
+        return self.search_checks(self.read_checks(queries, base_dir=base_dir))
+
+    def read_checks(
+        self,
+        queries: Sequence[Any],
+        *,
+        base_dir: Path | None = None,
+        embed_threads: int | None = None,
+    ) -> PreparedChecks:
+        """Queries parsed and completed from the store, avatars hashed, bios embedded: mostly
+        outside the GIL (decoders, the model), so a pipeline does it for a later batch while
+        it searches and scores earlier ones. `embed_threads`: see `BioEmbedder.embed`."""
         parsed: list[ProfileQuery | CloneFinderError] = []
         for raw in queries:
             try:
@@ -319,7 +337,7 @@ class Engine:
             except CloneFinderError as exc:
                 parsed.append(exc)
         valid = [q for q in parsed if isinstance(q, ProfileQuery)]
-        sides = iter(self._query_sides(valid, base_dir=base_dir))
+        sides = iter(self._query_sides(valid, base_dir=base_dir, embed_threads=embed_threads))
         prepared: list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError] = [
             q if isinstance(q, CloneFinderError) else next(sides) for q in parsed
         ]
@@ -329,15 +347,28 @@ class Engine:
             if isinstance(query, ProfileQuery) and not isinstance(item, CloneFinderError)
             for side, own in [item]
         ]
-        candidates = self.matcher.candidates_many(
+        return PreparedChecks(parsed, prepared, batch)
+
+    def search_checks(
+        self, prepared: PreparedChecks, *, load_for: float | None = None
+    ) -> PreparedChecks:
+        """Read checks with their candidates from every index (FAISS, the name index), and,
+        given the `min_score` they will be scored for, the candidates' rows too."""
+        batch = prepared.batch
+        found = self.matcher.candidates_many(
             [q.side for q in batch], exclude_ids=[q.exclude_id for q in batch]
         )
-        return PreparedChecks(parsed, prepared, batch, candidates)
+        if load_for is None:
+            return replace(prepared, candidates=found)
+        return replace(prepared, candidates=self.matcher.load_candidates(found, min_score=load_for))
 
     def finish_checks(
         self, prepared: PreparedChecks, *, top_k: int = 10, min_score: float | None = None
     ) -> list[Result | CloneFinderError]:
         """The second half of `check_many`: candidates loaded, compared and scored."""
+        if prepared.candidates is None:
+            prepared = self.search_checks(prepared)
+        assert prepared.candidates is not None
         found = iter(
             self.matcher.match_candidates(
                 prepared.batch,
@@ -387,7 +418,7 @@ class Engine:
     ) -> list[dict[str, Any]]:
         """The result records of one batch of `(where, raw)` items, in order (see `scan`)."""
         return self._scan_finish(
-            self._scan_prepare(batch, base_dir=base_dir), top_k=top_k, min_score=min_score
+            self._scan_read(batch, base_dir=base_dir), top_k=top_k, min_score=min_score
         )
 
     def scan_batches(
@@ -398,24 +429,41 @@ class Engine:
         min_score: float | None = None,
         base_dir: Path | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """`scan_batch` of each batch, in order, as a two-stage pipeline: while one batch is
-        compared and scored (Python), the next is embedded and searched in a helper thread
-        (the model and FAISS release the GIL), so the two cores of a small machine both work."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan-prepare") as pool:
-            upcoming = iter(batches)
-            first = next(upcoming, None)
-            if first is None:
-                return
-            current = pool.submit(self._scan_prepare, first, base_dir=base_dir)
-            for batch in upcoming:
-                following = pool.submit(self._scan_prepare, batch, base_dir=base_dir)
-                yield self._scan_finish(current.result(), top_k=top_k, min_score=min_score)
-                current = following
-            yield self._scan_finish(current.result(), top_k=top_k, min_score=min_score)
+        """`scan_batch` of each batch, in order, as a three-stage pipeline: while one batch is
+        compared and scored (Python), the next is searched (FAISS, the name index, then its
+        candidates' rows read) and the one after read (parsed, hashed, embedded), in two helper
+        threads. The model, FAISS and SQLite release the GIL, so the cores of a small machine
+        all work; the model runs on one core here, as the others are busy with other stages."""
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan-read") as readers,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="scan-search") as searchers,
+        ):
+            least = self.possible_clone_threshold if min_score is None else min_score
 
-    def _scan_prepare(
-        self, batch: Sequence[tuple[str, Any]], *, base_dir: Path | None
-    ) -> tuple[Sequence[tuple[str, Any]], list[CloneFinderError | None], PreparedChecks]:
+            def searched(read: Future[_PreparedScan]) -> _PreparedScan:
+                batch, unread, checks = read.result()
+                return batch, unread, self.search_checks(checks, load_for=least)
+
+            ahead: deque[Future[_PreparedScan]] = deque()
+            for batch in batches:
+                read = readers.submit(
+                    self._scan_read, batch, base_dir=base_dir, embed_threads=SCAN_EMBED_THREADS
+                )
+                ahead.append(searchers.submit(searched, read))
+                if len(ahead) > SCAN_PIPELINE_DEPTH:
+                    yield self._scan_finish(
+                        ahead.popleft().result(), top_k=top_k, min_score=min_score
+                    )
+            while ahead:
+                yield self._scan_finish(ahead.popleft().result(), top_k=top_k, min_score=min_score)
+
+    def _scan_read(
+        self,
+        batch: Sequence[tuple[str, Any]],
+        *,
+        base_dir: Path | None,
+        embed_threads: int | None = None,
+    ) -> _PreparedScan:
         queries: list[ProfileQuery | CloneFinderError] = []
         for where, raw in batch:
             try:
@@ -426,11 +474,12 @@ class Engine:
                 queries.append(exc)
         unread = [q if isinstance(q, CloneFinderError) else None for q in queries]
         valid = [q for q in queries if isinstance(q, ProfileQuery)]
-        return batch, unread, self.prepare_checks(valid, base_dir=base_dir)
+        checks = self.read_checks(valid, base_dir=base_dir, embed_threads=embed_threads)
+        return batch, unread, checks
 
     def _scan_finish(
         self,
-        prepared: tuple[Sequence[tuple[str, Any]], list[CloneFinderError | None], PreparedChecks],
+        prepared: _PreparedScan,
         *,
         top_k: int,
         min_score: float | None,
@@ -447,7 +496,7 @@ class Engine:
         return records
 
     def _query_sides(
-        self, queries: Sequence[ProfileQuery], *, base_dir: Path | None
+        self, queries: Sequence[ProfileQuery], *, base_dir: Path | None, embed_threads: int | None
     ) -> list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError]:
         """Each query as comparison sees it, completed from the store when it names a stored
         profile (all looked up at once, all bios embedded at once)."""
@@ -465,7 +514,7 @@ class Engine:
             item[0] for item, query in zip(out, queries, strict=True)
             if not isinstance(item, CloneFinderError) and query.bio
         ]  # fmt: skip
-        vectors = self.embedder.embed_bios([side.bio for side in with_bio])
+        vectors = self.embedder.embed_bios([side.bio for side in with_bio], threads=embed_threads)
         for side, vector in zip(with_bio, vectors, strict=True):
             side.bio_vector = vector
         return out

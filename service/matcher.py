@@ -64,6 +64,16 @@ class Candidates:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadedCandidates:
+    """A batch's candidates and their rows as screening reads them, for one `min_score`
+    (which decides whether the weak candidates were read)."""
+
+    found: list[Candidates]
+    rows: list[ComparableRow]
+    min_score: float
+
+
+@dataclass(frozen=True, slots=True)
 class MatchQuery:
     """One query of a batch: its side, its identity (never its own match) and, when it is a
     stored profile, that profile's id (left out of its candidates)."""
@@ -207,26 +217,36 @@ class Matcher:
         )
         return self.match_candidates(queries, found, top_k=top_k, min_score=min_score)
 
+    def load_candidates(self, found: Sequence[Candidates], *, min_score: float) -> LoadedCandidates:
+        """The candidates of a batch read from the store as narrow rows, in one query; the weak
+        ones are left out when `min_score` is at or above possible_clone. A pipeline does this
+        in the stage that searches the indexes, ahead of the one that scores."""
+        if min_score >= self._scorer.thresholds.possible_clone:
+            found = [c.without_weak() for c in found]
+        wanted = sorted({i for c in found for i in c.ids})
+        return LoadedCandidates(list(found), self._store.get_comparable(wanted), min_score)
+
     def match_candidates(
         self,
         queries: Sequence[MatchQuery],
-        found: Sequence[Candidates],
+        found: Sequence[Candidates] | LoadedCandidates,
         *,
         top_k: int,
         min_score: float,
     ) -> list[list[Match]]:
-        """The second half of `match_many`, on candidates already found: a pipeline searches
-        the indexes for its next batch (model and FAISS, outside the GIL) meanwhile."""
+        """The second half of `match_many`, on candidates already found (and maybe loaded,
+        for this `min_score`): a pipeline searches and loads its next batches meanwhile."""
         if not queries:
             return []
-        if min_score >= self._scorer.thresholds.possible_clone:
-            found = [c.without_weak() for c in found]
-        wanted = sorted({i for c in found for i in c.ids})
-        screened = self._store.get_comparable(wanted)
+        if not isinstance(found, LoadedCandidates) or found.min_score != min_score:
+            found = self.load_candidates(
+                found.found if isinstance(found, LoadedCandidates) else found, min_score=min_score
+            )
+        screened = found.rows
         by_id = {row.id: row for row in screened}
         column = {row.id: k for k, row in enumerate(screened)}
         batch = []
-        for query, proposed in zip(queries, found, strict=True):
+        for query, proposed in zip(queries, found.found, strict=True):
             # In id order, so that ties keep one order whatever else was in the batch.
             neighbours = [by_id[i] for i in sorted(proposed.ids) if i in by_id]
             popularity = replace(proposed.popularity, name=name_popularity(query.side, neighbours))

@@ -29,6 +29,15 @@ _U32_LIMIT = np.iinfo(np.uint32).max
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads any key bits evenly
 
 
+def _runs(values: npt.NDArray[np.integer]) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.intp]]:
+    """The distinct values of a sorted, non-empty array and how many times each occurs."""
+    first = np.empty(len(values), dtype=bool)
+    first[0] = True
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    starts = np.flatnonzero(first)
+    return values[starts], np.diff(starts, append=len(values))
+
+
 def _sorted_unique(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Sorted distinct values; a plain sort beats `np.unique`'s hash path on big int arrays."""
     values = np.sort(values)
@@ -316,19 +325,26 @@ class NgramIndex:
         if not len(use):
             return []
         parts = [self._postings[starts[i] : ends[i]] for i in use.tolist()]
-        base_hits = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+        # Hits stay in the postings' own (narrow) dtype: sorting them is most of a query's cost.
+        base_hits = np.concatenate(parts) if parts else np.zeros(0, self._postings.dtype)
         if self._stale and len(base_hits):
             base_hits = base_hits[~np.isin(base_hits, self._stale_array())]
         delta_hits = [pid for i in use.tolist() if (s := delta_sets[i]) for pid in s]
-        hits = np.concatenate([base_hits, np.asarray(delta_hits, dtype=np.int64)])
+        hits = np.sort(
+            np.concatenate([base_hits.astype(np.int64), np.asarray(delta_hits, dtype=np.int64)])
+            if delta_hits
+            else base_hits
+        )
         if not len(hits):
             return []
-        ids, counts = np.unique(hits, return_counts=True)
+        ids, counts = _runs(hits)
         if len(ids) > k:
-            # Keep every id tied with the k-th count, then order exactly.
-            kth = np.partition(counts, len(counts) - k)[len(counts) - k]
-            sel = counts >= kth
-            ids, counts = ids[sel], counts[sel]
+            # Keep every id tied with the k-th count, then order exactly. Counts are small
+            # integers, so the k-th largest comes from their histogram, not a partition.
+            at_least = np.cumsum(np.bincount(counts)[::-1])[::-1]
+            kth = int(np.flatnonzero(at_least >= k)[-1])
+            keep = counts >= kth
+            ids, counts = ids[keep], counts[keep]
         order = np.lexsort((ids, -counts))[:k]
         return list(zip(ids[order].tolist(), counts[order].tolist(), strict=True))
 

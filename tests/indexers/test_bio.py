@@ -38,9 +38,9 @@ def test_identical_texts_are_embedded_once(
     seen: list[str] = []
     original = embedder._encode
 
-    def counting(texts: list[str]) -> Any:
+    def counting(texts: list[str], *, threads: int | None) -> Any:
         seen.extend(texts)
-        return original(texts)
+        return original(texts, threads=threads)
 
     monkeypatch.setattr(embedder, "_encode", counting)
     bios = ["Follow me for more! #teamfollowback"] * 5 + ["Unique text about tidal energy"]
@@ -49,6 +49,16 @@ def test_identical_texts_are_embedded_once(
     assert np.array_equal(vectors[0], vectors[4])
     embedder.embed_bios(["Unique text about tidal energy"])
     assert seen.count("Unique text about tidal energy") <= 1
+
+
+def test_one_core_gives_the_vectors_of_all_cores(embedder: BioEmbedder) -> None:
+    # A scan pipeline embeds on one core; its matches must be those a check finds.
+    texts = ["Marine biologist in Lisbon. Writing about octopus intelligence.", "dad | runner"]
+    embedder._cache.clear()
+    one_core = embedder.embed(texts, threads=1)
+    embedder._cache.clear()
+    all_cores = embedder.embed(texts)
+    assert np.allclose(one_core, all_cores, atol=1e-5)
 
 
 def test_a_copied_bio_stays_close_and_an_unrelated_one_does_not(embedder: BioEmbedder) -> None:

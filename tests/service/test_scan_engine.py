@@ -86,6 +86,32 @@ def test_a_batch_answers_each_query_as_a_single_check_does(
         assert all(not isinstance(r, CloneFinderError) and r.matches for r in batch[:5])
 
 
+@pytest.mark.parametrize("min_score", [None, 0.0])
+def test_the_scan_pipeline_answers_each_record_as_a_single_check_does(
+    engine: Engine, min_score: float | None
+) -> None:
+    # Batches of two keep the three stages full: reading, searching and scoring at once.
+    records = queries()
+    batches = [
+        [(f"line {i}", r) for i, r in enumerate(records)][start : start + 2]
+        for start in range(0, len(records), 2)
+    ]
+    scanned = [
+        record
+        for piece in engine.scan_batches(batches, top_k=5, min_score=min_score)
+        for record in piece
+    ]
+    assert len(scanned) == len(records)
+    for query, record in zip(records, scanned, strict=True):
+        try:
+            alone = engine.check(query, top_k=5, min_score=min_score).model_dump(mode="json")
+        except CloneFinderError as exc:
+            assert record["error"]["code"] == exc.code
+            continue
+        assert record == alone
+    assert scanned[1]["matches"][0]["profile"]["handle"] == "janedoe"
+
+
 def test_scan_batch_keeps_order_and_says_where_a_record_failed(engine: Engine) -> None:
     unreadable = CloneFinderError("line 3: not valid JSON")  # as the worker hands it over
     batch = [("line 1", jane()), ("line 2", {"platform": 3}), ("line 3", unreadable)]
