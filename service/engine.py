@@ -298,7 +298,9 @@ class Engine:
         page checks what a person submitted, never what the store holds under a handle).
         """
         query = raw if isinstance(raw, ProfileQuery) else parse_query(raw)
-        prepared = self.search_checks(self.read_checks([query], base_dir=base_dir, complete=complete))
+        prepared = self.search_checks(
+            self.read_checks([query], base_dir=base_dir, complete=complete)
+        )
         outcome = self.finish_checks(prepared, top_k=top_k, min_score=min_score)[0]
         if isinstance(outcome, CloneFinderError):
             raise outcome

@@ -27,6 +27,8 @@ import ipaddress
 import logging
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,6 @@ from typing import Any
 from PIL import Image
 
 from models.errors import (
-    CloneFinderError,
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
@@ -62,8 +63,9 @@ THUMBNAIL_PX = 192
 # (in particular top_k and min_score: the page's own limits apply).
 _TEXT_FIELDS = ("platform", "handle", "display_name", "bio")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-# Avatars are fetched a card at a time: their bucket is this many times a check's.
-_AVATARS_PER_CHECK = 2
+# Avatars are fetched a card at a time, and the page asks for its info once per visit: these
+# cheap requests have a bucket of their own, this many times a check's per match shown.
+_CHEAP_PER_CHECK = 2
 
 
 @dataclass(frozen=True)
@@ -139,9 +141,7 @@ def _text(raw: dict[str, Any], name: str) -> str | None:
 
 
 def _field_error(field: str, message: str) -> InvalidInputError:
-    return InvalidInputError(
-        f"{field}: {message}", details=[{"field": field, "message": message}]
-    )
+    return InvalidInputError(f"{field}: {message}", details=[{"field": field, "message": message}])
 
 
 class WebPage:
@@ -153,18 +153,19 @@ class WebPage:
         self.public = settings.web_mode == "public"
         per_minute, burst = settings.web_rate_limit_per_minute, settings.web_rate_limit_burst
         self._limiter = RateLimiter(per_minute=per_minute, burst=burst)
-        self._avatar_limiter = RateLimiter(
-            per_minute=per_minute * settings.web_max_matches * _AVATARS_PER_CHECK,
-            burst=burst * settings.web_max_matches * _AVATARS_PER_CHECK,
+        self._cheap_limiter = RateLimiter(
+            per_minute=per_minute * settings.web_max_matches * _CHEAP_PER_CHECK,
+            burst=burst * settings.web_max_matches * _CHEAP_PER_CHECK,
         )
         self._caller: Caller | None = None
 
     # -- who may call ---------------------------------------------------------------------------
 
-    def admit(self, client: PageClient, *, avatar: bool = False) -> None:
+    def admit(self, client: PageClient, *, cheap: bool = False, image: bool = False) -> None:
         """Refuse a request the mode does not allow (403), or one over the client's rate
-        limit (429, public mode)."""
-        if not avatar and not client.from_page:
+        limit (429, public mode). `cheap`: a request counted in the larger bucket (info,
+        avatars); `image`: one an `<img>` makes, which cannot carry the page's header."""
+        if not image and not client.from_page:
             raise PermissionDeniedError(
                 f"page requests carry the {PAGE_HEADER} header (sent by the page itself)"
             )
@@ -173,7 +174,7 @@ class WebPage:
             if refusal is not None:
                 raise PermissionDeniedError(refusal)
             return
-        limiter = self._avatar_limiter if avatar else self._limiter
+        limiter = self._cheap_limiter if cheap else self._limiter
         wait = limiter.wait_s(_client_bucket(client.address))
         if wait > 0:
             retry_after = max(1, int(wait + 0.999))
@@ -331,22 +332,13 @@ def _web_link(url: Any) -> str | None:
     return None
 
 
-class _avatar_errors:
-    """Name the photo field on a size error that did not name one (the decoder's limits)."""
-
-    def __init__(self, record: dict[str, Any]) -> None:
-        self._has_avatar = "avatar_base64" in record
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        if (
-            self._has_avatar
-            and isinstance(exc, PayloadTooLargeError)
-            and not exc.details
-            and not getattr(exc, "field", None)
-        ):
+@contextmanager
+def _avatar_errors(record: dict[str, Any]) -> Iterator[None]:
+    """Name the photo field on a size error that names none (the decoder's byte and pixel
+    limits), so that the page shows it next to the photo."""
+    try:
+        yield
+    except PayloadTooLargeError as exc:
+        if "avatar_base64" in record and not exc.details:
             exc.details = [{"field": "avatar_base64", "message": exc.message}]
-        elif isinstance(exc, CloneFinderError) and not exc.details and getattr(exc, "field", None):
-            exc.details = [{"field": exc.field, "message": exc.message}]  # type: ignore[attr-defined]
+        raise

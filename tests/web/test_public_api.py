@@ -69,7 +69,9 @@ def test_public_page_checks_only_what_was_sent_within_a_rate_limit(
     # The upload was not kept: its bytes are nowhere to be fetched, and nothing was added.
     own_sha = hashlib.sha256(upload).hexdigest()
     assert client.get(f"/web/api/avatars/{own_sha}").status_code == 404
-    clone_avatar = next(m["avatar"] for m in result["matches"] if m["profile"]["handle"] == CLONE_HANDLE)
+    clone_avatar = next(
+        m["avatar"] for m in result["matches"] if m["profile"]["handle"] == CLONE_HANDLE
+    )
     shown = client.get(clone_avatar)
     assert shown.status_code == 200
     assert shown.headers["content-type"] == "image/jpeg"

@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException
 
 from service.api.deps import JsonBody, export_response
 from service.web import STATIC_DIR, PageClient, WebPage
@@ -34,8 +35,6 @@ router = APIRouter(include_in_schema=False)
 def get_page(request: Request) -> WebPage:
     page: WebPage | None = getattr(request.app.state, "web_page", None)
     if page is None:
-        from starlette.exceptions import HTTPException
-
         raise HTTPException(503, "the service is not ready: its engine is not loaded")
     return page
 
@@ -67,7 +66,8 @@ def index() -> FileResponse:
 
 
 @router.get("/web/api/info")
-def info(page: AdmittedDep) -> JSONResponse:
+def info(page: PageDep, client: ClientDep) -> JSONResponse:
+    page.admit(client, cheap=True)
     return JSONResponse(page.info())
 
 
@@ -88,7 +88,7 @@ def evidence(page: AdmittedDep, body: JsonBody) -> Response:
 
 @router.get("/web/api/avatars/{sha256}")
 def avatar(sha256: str, page: PageDep, client: ClientDep) -> Response:
-    page.admit(client, avatar=True)
+    page.admit(client, cheap=True, image=True)
     return Response(
         page.avatar(sha256),
         media_type="image/jpeg",
