@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import struct
 from collections.abc import Iterator
@@ -188,3 +189,33 @@ def test_page_requests_without_the_page_header_are_refused(page_server: ServerPr
     )
     assert answer.status_code == 403
     assert answer.json()["error"]["code"] == "forbidden"
+
+
+def test_a_photo_dropped_on_the_form_is_previewed_and_sent(page: Any) -> None:
+    # A handle the store does not hold, so that no stored photo fills in for the dropped one.
+    page.goto("/")
+    page.get_by_label("Platform").fill("twitter")
+    page.get_by_label("Handle").fill("jane_new_account")
+    page.get_by_label("Display name").fill("Jane Rivera")
+    photo_b64 = base64.b64encode(victim_upload()).decode("ascii")
+    # What a drag from the desktop delivers: a DataTransfer holding the file, dropped on the zone.
+    page.evaluate(
+        """(data) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+            const zone = document.getElementById("drop");
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true }));
+            }
+        }""",
+        photo_b64,
+    )
+    page.wait_for_function("() => document.getElementById('preview').naturalWidth > 0")
+    assert "dropped.jpg" in page.locator("#drop-hint").inner_text()
+    page.get_by_role("button", name="Check for clones").click()
+    card = page.locator(".card").filter(has_text=f"@{CLONE_HANDLE}")
+    card.wait_for()
+    # The photo was compared: its signal has a value and a reason speaks of it.
+    assert re.search(r"Photo\n\d+%", card.locator(".signals").inner_text())
+    assert "avatar is" in card.locator(".reasons").inner_text()
