@@ -3,6 +3,9 @@
 #
 #   docker build -t clonefinder .
 #   docker run -p 8000:8000 -v clonefinder-data:/data clonefinder
+#
+# The web page at / runs in public mode here: a container's clients never reach it from its
+# own loopback, and an image is a deployment (see the README's "Web page").
 
 # ---- build: a virtualenv with torch (CPU build) and the package ----------------------------
 FROM python:3.11-slim AS build
@@ -35,7 +38,8 @@ ENV PATH="/opt/venv/bin:$PATH" \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     CLONEFINDER_DATA_DIR=/data \
-    CLONEFINDER_PORT=8000
+    CLONEFINDER_PORT=8000 \
+    CLONEFINDER_WEB_MODE=public
 
 # PDF evidence reports are set in Noto fonts (every script, emoji): from Debian, never fetched
 # at run time.

@@ -467,15 +467,17 @@ class Cases:
         *,
         top_k: int = 10,
         min_score: float | None = None,
+        complete: bool = True,
     ) -> Export:
         """Run a check and export its result as evidence, captured now: how an individual,
         who has no cases, gets the evidence of its own check. Nothing but the audit entry is
-        stored."""
+        stored. `complete=False`: the check and the victim's side use only the record's own
+        fields (see `Engine.check`)."""
         query = parse_query(raw)
-        result = self._engine.check(query, top_k=top_k, min_score=min_score)
+        result = self._engine.check(query, top_k=top_k, min_score=min_score, complete=complete)
         own = (
             self._engine.store.get(query.platform, query.handle)
-            if query.platform and query.handle
+            if complete and query.platform and query.handle
             else None
         )
         if own is not None:

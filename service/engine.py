@@ -289,10 +289,19 @@ class Engine:
         top_k: int = 10,
         min_score: float | None = None,
         base_dir: Path | None = None,
+        complete: bool = True,
     ) -> Result:
-        """The likely impersonators of one identity, best first."""
+        """The likely impersonators of one identity, best first.
+
+        `complete=False` compares only the fields the query gives: a stored profile it names is
+        still left out of the matches, but none of its fields fill in the query (the public web
+        page checks what a person submitted, never what the store holds under a handle).
+        """
         query = raw if isinstance(raw, ProfileQuery) else parse_query(raw)
-        outcome = self.check_many([query], top_k=top_k, min_score=min_score, base_dir=base_dir)[0]
+        prepared = self.search_checks(
+            self.read_checks([query], base_dir=base_dir, complete=complete)
+        )
+        outcome = self.finish_checks(prepared, top_k=top_k, min_score=min_score)[0]
         if isinstance(outcome, CloneFinderError):
             raise outcome
         return outcome
@@ -326,6 +335,7 @@ class Engine:
         *,
         base_dir: Path | None = None,
         embed_threads: int | None = None,
+        complete: bool = True,
     ) -> PreparedChecks:
         """Queries parsed and completed from the store, avatars hashed, bios embedded: mostly
         outside the GIL (decoders, the model), so a pipeline does it for a later batch while
@@ -337,7 +347,11 @@ class Engine:
             except CloneFinderError as exc:
                 parsed.append(exc)
         valid = [q for q in parsed if isinstance(q, ProfileQuery)]
-        sides = iter(self._query_sides(valid, base_dir=base_dir, embed_threads=embed_threads))
+        sides = iter(
+            self._query_sides(
+                valid, base_dir=base_dir, embed_threads=embed_threads, complete=complete
+            )
+        )
         prepared: list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError] = [
             q if isinstance(q, CloneFinderError) else next(sides) for q in parsed
         ]
@@ -496,7 +510,12 @@ class Engine:
         return records
 
     def _query_sides(
-        self, queries: Sequence[ProfileQuery], *, base_dir: Path | None, embed_threads: int | None
+        self,
+        queries: Sequence[ProfileQuery],
+        *,
+        base_dir: Path | None,
+        embed_threads: int | None,
+        complete: bool = True,
     ) -> list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError]:
         """Each query as comparison sees it, completed from the store when it names a stored
         profile (all looked up at once, all bios embedded at once)."""
@@ -507,7 +526,7 @@ class Engine:
         for query in queries:
             own = owned.get(query.key) if query.platform and query.handle else None
             try:
-                out.append(self._query_side(query, own, base_dir=base_dir))
+                out.append(self._query_side(query, own, base_dir=base_dir, complete=complete))
             except CloneFinderError as exc:
                 out.append(exc)
         with_bio = [
@@ -520,12 +539,18 @@ class Engine:
         return out
 
     def _query_side(
-        self, query: ProfileQuery, own: ProfileRow | None, *, base_dir: Path | None
+        self,
+        query: ProfileQuery,
+        own: ProfileRow | None,
+        *,
+        base_dir: Path | None,
+        complete: bool = True,
     ) -> tuple[ProfileSide, ProfileRow | None]:
         """One query's side, but for its bio vector (the caller embeds a batch at once)."""
-        side = side_of_row(own) if own else ProfileSide()
+        fill = own if complete else None
+        side = side_of_row(fill) if fill else ProfileSide()
         given = query.display_name or query.bio or query.has_avatar
-        if own is None and not given:
+        if fill is None and not given:
             raise InvalidRecordError(
                 "a check needs a display name, a bio, an avatar, or the platform and handle "
                 "of a stored profile",
@@ -543,7 +568,7 @@ class Engine:
         if query.has_avatar:
             avatar = self.avatars.read(query, base_dir=base_dir)
             side.avatar_hashes = avatar.hashes if avatar else None
-        if own is None or query.created_at or query.followers_count is not None or query.verified:
+        if fill is None or query.created_at or query.followers_count is not None or query.verified:
             side.context = context_of(query)
         return side, own
 

@@ -87,6 +87,19 @@ class Settings(BaseSettings):
         default_factory=lambda: [Path("/usr/share/fonts"), Path("/usr/local/share/fonts")]
     )
 
+    # --- the web page at / ------------------------------------------------------------------
+    # `local`: the page's endpoints answer without a key, but only to a browser on this machine
+    # (loopback client and Host); `public`: to anyone, through a check that is rate limited
+    # per client address, returns only the matches of what was sent and keeps no upload unless
+    # the person asks to be watched; `off`: no page.
+    web_mode: Literal["local", "public", "off"] = "local"
+    # Page requests (check, watch, evidence) per client address per minute, on average, after
+    # a burst; in `public` mode only (0: no limit).
+    web_rate_limit_per_minute: int = Field(default=10, ge=0)
+    web_rate_limit_burst: int = Field(default=5, ge=1)
+    # The most matches a page check shows.
+    web_max_matches: int = Field(default=10, ge=1, le=100)
+
     @property
     def resolved_evidence_key_file(self) -> Path:
         return self.evidence_key_file or self.data_dir / "evidence-signing.key"

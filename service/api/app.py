@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.staticfiles import StaticFiles
 
 from service.api.auth import build_authenticator, document_auth_errors, start_authentication
 from service.api.routes import cases as case_routes
@@ -15,10 +16,12 @@ from service.api.routes import checks, health, profiles
 from service.api.routes import evidence as evidence_routes
 from service.api.routes import scans as scan_routes
 from service.api.routes import watchlist as watchlist_routes
+from service.api.routes import web as web_routes
 from service.engine import Engine
 from service.errors import BodySizeLimitMiddleware, install_error_handlers
 from service.scans import ScanService
 from service.settings import Settings
+from service.web import STATIC_DIR, WebPage
 from service.worker import ScanWorker
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,9 @@ def create_app(
         if load_demo:
             loaded = await run_in_threadpool(app.state.engine.load_demo)
             logger.info("demo profiles loaded: %d", loaded)
+        if settings.web_mode != "off":
+            app.state.web_page = WebPage(app.state.engine, settings)
+            logger.info("web page (%s mode) at /", settings.web_mode)
         # Watchlist alerts' webhook deliveries are sent from background threads while serving.
         deliveries = app.state.engine.watchlist.start_deliveries()
         # Bulk scans: the jobs, and one worker in a thread unless the settings turn it off (the
@@ -77,6 +83,7 @@ def create_app(
             # A chunk cut short is redone by a worker once its lease runs out.
             await run_in_threadpool(lambda: scan_worker.stop(timeout=30))
             app.state.scans = None
+            app.state.web_page = None
             await run_in_threadpool(deliveries.stop)
             if owned and app.state.engine is not None:
                 await run_in_threadpool(app.state.engine.close)
@@ -95,6 +102,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.engine = engine
+    app.state.web_page = (
+        WebPage(engine, settings) if engine is not None and settings.web_mode != "off" else None
+    )
     app.state.authenticator = (
         None if engine is None else build_authenticator(engine.store, settings)
     )
@@ -116,4 +126,8 @@ def create_app(
     v1.include_router(case_routes.router)
     v1.include_router(evidence_routes.router)
     app.include_router(v1)
+    if settings.web_mode != "off":
+        # The page: its files and the endpoints it calls (service/web).
+        app.include_router(web_routes.router)
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

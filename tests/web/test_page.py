@@ -1,0 +1,221 @@
+"""The web page in a real browser (Debian's chromium through Playwright) against a real
+`clonefinder serve`: what a person sees and can do on it."""
+
+from __future__ import annotations
+
+import base64
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.servers import ServerProcess
+from tests.web.conftest import CLONE_HANDLE, corpus, victim_upload
+
+pytestmark = pytest.mark.slow
+
+PAGE_BUDGET_BYTES = 100_000
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@pytest.fixture
+def page(browser: Any, page_server: ServerProcess) -> Iterator[Any]:
+    context = browser.new_context(base_url=page_server.base_url, viewport=DESKTOP)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", header[16:24])
+    return width, height
+
+
+def fill_identity(page: Any, *, name: str = "Jane Rivera") -> None:
+    page.goto("/")
+    page.get_by_label("Platform").fill("twitter")
+    page.get_by_label("Handle").fill("jane_rivera")
+    page.get_by_label("Display name").fill(name)
+
+
+def test_a_photo_whose_clone_is_indexed_shows_the_clone_side_by_side(
+    page: Any, page_server: ServerProcess, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    upload = tmp_path / "me.jpg"
+    upload.write_bytes(victim_upload())
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    fill_identity(page)
+    page.get_by_label("Profile photo").set_input_files(upload)
+    assert page.locator("#preview").is_visible()  # the chosen photo, before any check
+
+    page.get_by_role("button", name="Check for clones").click()
+
+    card = page.locator(".card").filter(has_text=f"@{CLONE_HANDLE}")
+    card.wait_for()
+    assert card.locator(".label").inner_text() == "Likely clone"
+    assert f"@{CLONE_HANDLE} is likely the copy" in card.inner_text()
+    assert card.locator(".reasons li").count() >= 2
+    assert "Photo" in card.locator(".signals").inner_text()
+    link = card.locator("h3 a")
+    assert link.get_attribute("href") == f"https://twitter.com/{CLONE_HANDLE}"
+    # Both photos side by side, each really loaded: the person's preview and the clone's.
+    images = card.locator(".faces img")
+    assert images.count() == 2
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.card .faces img')]"
+        ".every(img => img.complete && img.naturalWidth > 0)"
+    )
+    scores = [float(s) for s in page.locator(".score-value").all_inner_texts()]
+    assert scores == sorted(scores, reverse=True)
+    # Everything came from the service itself (the preview is the browser's own blob:).
+    assert requested
+    assert all(url.startswith((page_server.base_url, "blob:", "data:")) for url in requested)
+
+    page.screenshot(path=str(artifacts_dir / "result-desktop.png"), full_page=True)
+    page.set_viewport_size(PHONE)
+    overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, "the page scrolls sideways at phone width"
+    page.screenshot(path=str(artifacts_dir / "result-phone.png"), full_page=True)
+    assert png_size(artifacts_dir / "result-desktop.png")[0] == DESKTOP["width"]
+    assert png_size(artifacts_dir / "result-phone.png")[0] == PHONE["width"]
+    print(f"screenshots: {artifacts_dir}")
+
+    # Watch my identity: an entry an administrator can see.
+    page.get_by_role("button", name="Watch my identity").click()
+    page.locator("#actions-status").filter(has_text="You are watched").wait_for()
+    entries = httpx.get(
+        f"{page_server.base_url}/v1/watchlist", headers=page_server.headers, timeout=10
+    ).json()["entries"]
+    assert any(e["identity"].get("handle") == "jane_rivera" for e in entries)
+
+    # Download evidence: the PDF of this result.
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download evidence (PDF)").click()
+    pdf = Path(download.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF")
+
+
+def test_a_file_that_is_not_an_image_is_refused_next_to_the_photo_field(
+    page: Any, tmp_path: Path
+) -> None:
+    not_image = tmp_path / "me.jpg"
+    not_image.write_text("these are my notes, not a photo\n" * 20)
+    fill_identity(page)
+    page.get_by_label("Profile photo").set_input_files(not_image)
+    page.get_by_role("button", name="Check for clones").click()
+
+    error = page.locator("#avatar-error")
+    error.filter(has_text="not a usable image").wait_for()
+    assert page.locator("#avatar").get_attribute("aria-invalid") == "true"
+    assert "avatar-error" in (page.locator("#avatar").get_attribute("aria-describedby") or "")
+    assert page.locator(".card").count() == 0
+    assert page.locator("#handle-error").inner_text() == ""
+
+
+def test_a_missing_handle_is_said_next_to_the_handle_field(page: Any) -> None:
+    page.goto("/")
+    page.get_by_label("Platform").fill("twitter")
+    page.get_by_label("Display name").fill("Jane Rivera")
+    page.get_by_role("button", name="Check for clones").click()
+
+    page.locator("#handle-error").filter(has_text="fill this in").wait_for()
+    assert page.locator("#handle").get_attribute("aria-invalid") == "true"
+    assert page.evaluate("() => document.activeElement.id") == "handle"
+
+
+def test_the_form_can_be_filled_and_sent_with_the_keyboard_alone(page: Any) -> None:
+    page.goto("/")
+    page.locator("#status").wait_for(state="attached")
+    expected_order = ["platform", "handle", "display_name"]
+    page.keyboard.press("Tab")  # the skip link comes first
+    assert page.evaluate("() => document.activeElement.className") == "skip"
+    for field, text in zip(expected_order, ["twitter", "jane_rivera", "Jane Rivera"], strict=True):
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.id") == field
+        page.keyboard.type(text)
+    for field in ["bio", "avatar", "submit"]:
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.id") == field
+    page.keyboard.press("Enter")
+
+    page.locator(".card").filter(has_text=f"@{CLONE_HANDLE}").wait_for()
+    # The results take the focus, so a screen reader reads them next.
+    assert page.evaluate("() => document.activeElement.id") == "results"
+
+
+def test_no_match_says_how_many_profiles_were_searched(page: Any) -> None:
+    page.goto("/")
+    page.get_by_label("Platform").fill("mastodon")
+    page.get_by_label("Handle").fill("quiet_person")
+    page.get_by_label("Display name").fill("Xavier Quillfeather")
+    page.get_by_role("button", name="Check for clones").click()
+
+    status = page.locator("#status")
+    status.filter(has_text="profiles were searched").wait_for()
+    assert status.inner_text() == (
+        f"No account copies you: {len(corpus())} profiles were searched."
+    )
+    assert page.locator(".card").count() == 0
+
+
+def test_the_page_is_small_and_served_by_the_service(page_server: ServerProcess) -> None:
+    total = 0
+    for path in ["/", "/static/app.js", "/static/style.css"]:
+        answer = httpx.get(page_server.base_url + path, timeout=10)
+        assert answer.status_code == 200, path
+        # Nothing is loaded from another address (no CDN): every src and href is our own.
+        assert not re.search(r"""(?:src|href)=["'](?:https?:)?//""", answer.text), path
+        total += len(answer.content)
+    assert total < PAGE_BUDGET_BYTES
+
+
+def test_page_requests_without_the_page_header_are_refused(page_server: ServerProcess) -> None:
+    # A cross-site form cannot add the header; a cross-site script must ask first (CORS).
+    answer = httpx.post(
+        f"{page_server.base_url}/web/api/check",
+        json={"platform": "twitter", "handle": "jane_rivera"},
+        timeout=10,
+    )
+    assert answer.status_code == 403
+    assert answer.json()["error"]["code"] == "forbidden"
+
+
+def test_a_photo_dropped_on_the_form_is_previewed_and_sent(page: Any) -> None:
+    # A handle the store does not hold, so that no stored photo fills in for the dropped one.
+    page.goto("/")
+    page.get_by_label("Platform").fill("twitter")
+    page.get_by_label("Handle").fill("jane_new_account")
+    page.get_by_label("Display name").fill("Jane Rivera")
+    photo_b64 = base64.b64encode(victim_upload()).decode("ascii")
+    # What a drag from the desktop delivers: a DataTransfer holding the file, dropped on the zone.
+    page.evaluate(
+        """(data) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], "dropped.jpg", { type: "image/jpeg" }));
+            const zone = document.getElementById("drop");
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true }));
+            }
+        }""",
+        photo_b64,
+    )
+    page.wait_for_function("() => document.getElementById('preview').naturalWidth > 0")
+    assert "dropped.jpg" in page.locator("#drop-hint").inner_text()
+    page.get_by_role("button", name="Check for clones").click()
+    card = page.locator(".card").filter(has_text=f"@{CLONE_HANDLE}")
+    card.wait_for()
+    # The photo was compared: its signal has a value and a reason speaks of it.
+    assert re.search(r"Photo\n\d+%", card.locator(".signals").inner_text())
+    assert "avatar is" in card.locator(".reasons").inner_text()
