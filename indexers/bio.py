@@ -111,7 +111,7 @@ class BioEmbedder:
         self._cache_lock = threading.Lock()
         logger.info("loaded embedding model %s (%d dimensions) from %s", self.name, self.dim, path)
 
-    def _encode(self, texts: list[str], *, threads: int | None) -> np.ndarray:
+    def _encode(self, texts: list[str], *, threads: int | None = None) -> np.ndarray:
         """Unit vectors of distinct, non-empty texts: the one call into the model."""
         vectors = self._encoder.encode(texts, threads=threads).astype(np.float32, copy=False)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
