@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -13,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from models.bounds import ScoreBounds
 from models.scoring import ScoringModel
+from service.settings import Settings
 from service.store import Store
 
 # The admin connection used to create and drop one scratch database per test.
@@ -87,3 +90,23 @@ def scorer() -> ScoringModel:
 def bounds(scorer: ScoringModel) -> ScoreBounds:
     """The score table the screens bound pairs with, for the shipped model."""
     return ScoreBounds(scorer)
+
+
+@pytest.fixture(scope="module")
+def open_engine() -> Callable[[Settings], AbstractContextManager[Any]]:
+    """Opens engines for the command line's `open_engine` hook, sharing one embedding model
+    across a test module (loading it is most of a command's start-up)."""
+    from indexers.bio import BioEmbedder
+    from service.engine import Engine as ServiceEngine
+
+    embedder = BioEmbedder()
+
+    @contextmanager
+    def opener(settings: Settings) -> Iterator[Any]:
+        engine = ServiceEngine.open(settings, embedder=embedder)
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+    return opener

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,28 +12,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from service.cli import app
-from service.settings import Settings
 from tests.images import photo
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def open_engine() -> Any:
-    from indexers.bio import BioEmbedder
-    from service.engine import Engine
-
-    embedder = BioEmbedder()
-
-    @contextmanager
-    def opener(settings: Settings) -> Iterator[Any]:
-        engine = Engine.open(settings, embedder=embedder)
-        try:
-            yield engine
-        finally:
-            engine.close()
-
-    return opener
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ each command still opens the store of its `--data-dir` as a real invocation woul
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +23,6 @@ from tests.images import photo
 pytestmark = pytest.mark.slow
 
 Opener = Callable[[Settings], AbstractContextManager[Any]]
-
-
-@pytest.fixture(scope="module")
-def open_engine() -> Opener:
-    from indexers.bio import BioEmbedder
-    from service.engine import Engine
-
-    embedder = BioEmbedder()
-
-    @contextmanager
-    def opener(settings: Settings) -> Iterator[Any]:
-        engine = Engine.open(settings, embedder=embedder)
-        try:
-            yield engine
-        finally:
-            engine.close()
-
-    return opener
 
 
 def _no_engine(settings: Settings) -> AbstractContextManager[Any]:
