@@ -214,8 +214,7 @@ def _prepare(engine: Engine, parsed: Sequence[_Parsed]) -> list[_Upload]:
 
 def _local_index(engine: Engine, uploads: Sequence[_Upload]) -> IndexSet:
     """An in-memory index of the upload, keyed by position in `uploads`."""
-    local = IndexSet.create(
-        settings=engine.settings,
+    local = IndexSet.in_memory(
         embedding_model=engine.embedder.name,
         bio_dim=engine.embedder.dim,
         avatar_code_bytes=avatar_hashing.CODE_BYTES,

@@ -8,6 +8,7 @@ start, so a process killed mid-ingest loses nothing it acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -32,6 +33,7 @@ from service.avatar_source import AvatarSource
 from service.cases import Cases
 from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row
 from service.indexes import IndexSet
+from service.indexes.writer_lock import shared_index_writer
 from service.matcher import Candidates, LoadedCandidates, Matcher, MatchQuery
 from service.settings import Settings
 from service.store import ProfileRow, ProfileWrite, Store
@@ -185,7 +187,7 @@ class Engine:
         engine.saves_indexes = save_indexes
         if indexes is None or indexes.last_change_seq > store.last_change_seq():
             # Absent, or saved from another (or a restored older) database: rebuild from truth.
-            engine.reindex()
+            engine._rebuild_unless_current()
         else:
             with engine._write_lock:
                 engine._catch_up()
@@ -195,6 +197,7 @@ class Engine:
         with self._write_lock:
             if self._unsaved_changes:
                 self._save_indexes()
+            self.indexes.close()
         self.store.close()
 
     @property
@@ -592,28 +595,87 @@ class Engine:
 
     def reindex(self) -> int:
         """Rebuild every index from the store (the source of truth); returns the profile count."""
-        with self._write_lock:
+        with self._write_lock, self._index_writer():
+            return self._rebuild()
+
+    def _rebuild_unless_current(self) -> None:
+        """`reindex` at start, unless (shared indexes) another process rebuilt them while this
+        one waited for the writer lock: several processes starting at once rebuild once."""
+        with self._write_lock, self._index_writer():
+            if self.indexes.shared:
+                current = IndexSet.load(
+                    self.settings.index_dir,
+                    settings=self.settings,
+                    embedding_model=self.embedder.name,
+                    bio_dim=self.embedder.dim,
+                    avatar_code_bytes=avatar_hashing.CODE_BYTES,
+                )
+                if current is not None and current.last_change_seq <= self.store.last_change_seq():
+                    with self.indexes.writing():
+                        self.indexes.close()
+                        self.indexes = current
+                        self.matcher.indexes = current
+                    self._apply_changes()
+                    return
+            self._rebuild()
+
+    def _index_writer(self) -> contextlib.AbstractContextManager[None]:
+        """Shared indexes (Milvus): the store-wide lock that lets one process write at a time.
+        Indexes of this process alone need only `_write_lock`."""
+        if self.indexes.shared:
+            return shared_index_writer(self.store.engine)
+        return contextlib.nullcontext()
+
+    def _rebuild(self) -> int:
+        """`reindex` with `_write_lock` and `_index_writer()` held."""
+        if self.indexes.shared:
+            # One copy for every process: empty it in place (its manifest first, so a rebuild
+            # that stops midway is redone), then fill it; checks meanwhile see fewer candidates.
+            fresh = self.indexes
+            with fresh.writing():
+                fresh.reset()
+        else:
             fresh = IndexSet.create(
                 settings=self.settings,
                 embedding_model=self.embedder.name,
                 bio_dim=self.embedder.dim,
                 avatar_code_bytes=avatar_hashing.CODE_BYTES,
             )
-            fresh.last_change_seq = self.store.last_change_seq()
-            count = 0
-            for rows in self.store.iter_index_rows():
-                _add_rows(fresh, rows)
-                count += len(rows)
-            with self.indexes.writing():
-                self.indexes = fresh
-                self.matcher.indexes = fresh
-            self._catch_up()
-            self._save_indexes()
+        fresh.last_change_seq = self.store.last_change_seq()
+        count = 0
+        for rows in self.store.iter_index_rows():
+            _add_rows(fresh, rows)
+            count += len(rows)
+        with self.indexes.writing():
+            self.indexes = fresh
+            self.matcher.indexes = fresh
+        self._apply_changes()
+        with fresh.writing():
+            fresh.mark_applied(fresh.last_change_seq)  # shared: the manifest, written last
+        self._save_indexes()
         logger.info("rebuilt indexes over %d profiles", count)
         return count
 
     def _catch_up(self) -> None:
-        """Apply the store's change log to the indexes; call with the write lock held."""
+        """Apply the store's change log to the indexes; call with the write lock held.
+
+        Shared indexes (Milvus) are written by one process at a time, from the last change
+        recorded in them by whichever process applied it, so the log is applied once, in order,
+        and a deleted profile cannot come back from another process's late replay.
+        """
+        if self.indexes.shared:
+            with self._index_writer():
+                if not self.indexes.sync_applied():
+                    self._rebuild()  # a rebuild stopped midway: nothing there is trustworthy
+                else:
+                    self._apply_changes()
+            return
+        self._apply_changes()
+        if self._unsaved_changes >= self.settings.index_save_every:
+            self._save_indexes()
+
+    def _apply_changes(self) -> None:
+        """The changes after `last_change_seq`, applied in order (see `_catch_up`)."""
         while changes := self.store.changes_since(self.indexes.last_change_seq):
             last_op: dict[int, str] = {}
             for change in changes:
@@ -625,10 +687,8 @@ class Engine:
                 self.indexes.bio.remove(ids)
                 self.indexes.names.remove(ids)
                 _add_rows(self.indexes, rows)
-                self.indexes.last_change_seq = changes[-1].seq
+                self.indexes.mark_applied(changes[-1].seq)
             self._unsaved_changes += len(changes)
-        if self._unsaved_changes >= self.settings.index_save_every:
-            self._save_indexes()
 
     def _save_indexes(self) -> None:
         if not self.saves_indexes:

@@ -16,7 +16,15 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("clonefinder-data"))
     database_url: str | None = None  # default: SQLite file in data_dir
-    vector_backend: Literal["faiss"] = "faiss"
+    vector_backend: Literal["faiss", "milvus"] = "faiss"
+    # Milvus (`vector_backend="milvus"`, the `milvus` extra): a server address such as
+    # `http://host:19530`, or a milvus-lite file ending in `.db` (default: DATA_DIR/milvus.db),
+    # which serves one process only. Collections are named `{prefix}_avatar` and so on.
+    milvus_uri: str | None = None
+    milvus_token: str | None = None
+    milvus_collection_prefix: str = Field(
+        default="clonefinder", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
+    )
     embedding_model: str | None = None  # a path or a name; default: the bundled all-MiniLM-L6-v2
     embedding_backend: Literal["onnx-int8", "torch"] = "onnx-int8"
     model_cache_dir: Path | None = None  # where the ONNX export is kept; default: data_dir/models
@@ -113,6 +121,12 @@ class Settings(BaseSettings):
     @property
     def resolved_model_cache_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
+
+    @property
+    def resolved_milvus_uri(self) -> str:
+        if self.milvus_uri:
+            return self.milvus_uri
+        return str((self.data_dir / "milvus.db").resolve())
 
     @property
     def index_dir(self) -> Path:

@@ -6,6 +6,7 @@ search hit and its profile. A distributed backend (Milvus) only has to implement
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, Self, runtime_checkable
 
@@ -74,3 +75,31 @@ class FloatIndex(Protocol):
 
     @classmethod
     def load(cls, path: Path) -> Self: ...
+
+
+@runtime_checkable
+class NameIndex(Protocol):
+    """Profile ids by shared name and handle keys (`text.candidate_keys`): `NgramIndex` in
+    memory, `MilvusNameIndex` on a server."""
+
+    def add_many(self, ids: npt.ArrayLike, keys_list: Sequence[npt.ArrayLike]) -> None:
+        """Index each id under its keys, replacing its old ones; a later duplicate wins."""
+        ...
+
+    def remove(self, ids: npt.ArrayLike) -> int:
+        """Remove ids; return how many were present. They never match again."""
+        ...
+
+    def search(self, keys: npt.ArrayLike, k: int) -> list[tuple[int, int]]:
+        """Up to `k` (id, shared key count), most shared first, ties by smaller id."""
+        ...
+
+    def compact(self) -> None: ...
+
+    def __len__(self) -> int:
+        """Number of profiles held."""
+        ...
+
+    def __contains__(self, profile_id: object) -> bool: ...
+
+    def save(self, path: Path) -> None: ...

@@ -2,8 +2,13 @@
 
 Everything here is rebuildable from the store: when saved files are missing or were built for
 another model, dimension, backend or format, `IndexSet.load` returns None and the caller
-rebuilds. The vector backend is chosen in `_backend_classes`, the one place that reads
-`Settings.vector_backend`.
+rebuilds. The vector backend is chosen in `_backend_classes` and `_open_backend`, the one place
+that reads `Settings.vector_backend`.
+
+With FAISS each process holds its own copy in memory and saves it to files. With Milvus the
+indexes live in collections every process shares: nothing is saved locally, the manifest and
+the last applied change are a row in Milvus (`MilvusState`), and a process applies changes
+only while it holds the store's index writer lock (`writer_lock.shared_index_writer`).
 """
 
 from __future__ import annotations
@@ -19,12 +24,15 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.errors import ConfigurationError
-from service.indexes.base import BinaryIndex, FloatIndex
+from service.indexes.base import BinaryIndex, FloatIndex, NameIndex
 from service.indexes.ngram import NgramIndex
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.indexes.milvus_backend import MilvusConnection, MilvusState
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +121,48 @@ def _backend_classes(backend: str) -> tuple[type[Any], type[Any]]:
             ) from exc
         return FaissBinaryIndex, FaissFloatIndex
     if backend == "milvus":
-        raise ConfigurationError(
-            "vector backend 'milvus' is not available yet; "
-            "it will need the extra: pip install 'clonefinder[milvus]'"
+        # pymilvus itself is imported when a connection is made, with an error naming the extra.
+        from service.indexes.milvus_backend import MilvusBinaryIndex, MilvusFloatIndex
+
+        return MilvusBinaryIndex, MilvusFloatIndex
+    raise ConfigurationError(f"unknown vector backend {backend!r}; expected 'faiss' or 'milvus'")
+
+
+@dataclasses.dataclass
+class _Shared:
+    """The parts of an index set that live on a Milvus server rather than in this process."""
+
+    connection: MilvusConnection
+    state: MilvusState
+
+
+def _open_backend(
+    settings: Settings, *, bio_dim: int, avatar_code_bytes: int
+) -> tuple[Any, Any, Any, _Shared | None]:
+    """(avatar, bio, names, shared parts or None) of the configured backend, empty for FAISS;
+    for Milvus, connected to its collections (created when absent, left as they are else)."""
+    binary_cls, float_cls = _backend_classes(settings.vector_backend)
+    if settings.vector_backend != "milvus":
+        return binary_cls(avatar_code_bytes), float_cls(bio_dim), NgramIndex(), None
+    from service.indexes.milvus_backend import MilvusConnection, MilvusNameIndex, MilvusState
+
+    connection = MilvusConnection(
+        settings.resolved_milvus_uri,
+        token=settings.milvus_token,
+        prefix=settings.milvus_collection_prefix,
+    )
+    try:
+        return (
+            binary_cls(avatar_code_bytes, connection=connection),
+            float_cls(bio_dim, connection=connection),
+            MilvusNameIndex(connection=connection),
+            _Shared(connection, MilvusState(connection=connection)),
         )
-    raise ConfigurationError(f"unknown vector backend {backend!r}; expected 'faiss'")
+    except connection.MilvusException as exc:
+        connection.close()
+        raise ConfigurationError(
+            f"cannot open the Milvus collections at {settings.resolved_milvus_uri}: {exc}"
+        ) from exc
 
 
 def _fsync_path(path: Path) -> None:
@@ -134,6 +179,10 @@ class IndexSet:
     Callers wrap writes (add/remove/replace, and the `last_change_seq` update that goes with
     them) in `with index_set.writing():` and searches in `with index_set.reading():`, because
     FAISS must not add and search at the same time.
+
+    `shared` sets (Milvus) are one copy for every process: write them only while holding
+    `writer_lock.shared_index_writer`, after `sync_applied()`, and record each applied change
+    with `mark_applied`, which stores it in Milvus beside the data.
     """
 
     def __init__(
@@ -141,10 +190,11 @@ class IndexSet:
         *,
         avatar: BinaryIndex,
         bio: FloatIndex,
-        names: NgramIndex,
+        names: NameIndex,
         vector_backend: str,
         embedding_model: str,
         last_change_seq: int = 0,
+        shared: _Shared | None = None,
     ) -> None:
         self.avatar = avatar
         self.bio = bio
@@ -152,6 +202,7 @@ class IndexSet:
         self.vector_backend = vector_backend
         self.embedding_model = embedding_model
         self.last_change_seq = last_change_seq
+        self._shared = shared
         self._lock = RWLock()
         self._save_lock = threading.Lock()  # two saves at once would delete each other's folder
 
@@ -159,15 +210,80 @@ class IndexSet:
     def create(
         cls, *, settings: Settings, embedding_model: str, bio_dim: int, avatar_code_bytes: int
     ) -> IndexSet:
-        """Empty indexes for the configured backend; ConfigurationError if it cannot be used."""
-        binary_cls, float_cls = _backend_classes(settings.vector_backend)
+        """Indexes of the configured backend; ConfigurationError if it cannot be used.
+
+        FAISS: empty, in memory. Milvus: connected to the shared collections, which are created
+        if absent but not emptied (`reset` does that, under the writer lock), with
+        `last_change_seq` 0 until `sync_applied` reads what they hold.
+        """
+        avatar, bio, names, shared = _open_backend(
+            settings, bio_dim=bio_dim, avatar_code_bytes=avatar_code_bytes
+        )
+        return cls(
+            avatar=avatar,
+            bio=bio,
+            names=names,
+            vector_backend=settings.vector_backend,
+            embedding_model=embedding_model,
+            shared=shared,
+        )
+
+    @classmethod
+    def in_memory(cls, *, embedding_model: str, bio_dim: int, avatar_code_bytes: int) -> IndexSet:
+        """Empty FAISS indexes private to the caller, whatever the configured backend: for a
+        scratch index (a clusters job's upload, keyed by position) that must never be shared."""
+        binary_cls, float_cls = _backend_classes("faiss")
         return cls(
             avatar=binary_cls(avatar_code_bytes),
             bio=float_cls(bio_dim),
             names=NgramIndex(),
-            vector_backend=settings.vector_backend,
+            vector_backend="faiss",
             embedding_model=embedding_model,
         )
+
+    @property
+    def shared(self) -> bool:
+        """True when the indexes live on a server every process shares (Milvus)."""
+        return self._shared is not None
+
+    def sync_applied(self) -> bool:
+        """Take `last_change_seq` from the shared indexes themselves (what the last writer,
+        in any process, applied); False when they hold no manifest, so are not trustworthy
+        (never built, or a rebuild stopped midway) and must be rebuilt. Always True for
+        indexes of this process alone."""
+        if self._shared is None:
+            return True
+        manifest = self._shared.state.read()
+        if manifest is None or not isinstance(manifest.get("last_change_seq"), int):
+            return False
+        self.last_change_seq = int(manifest["last_change_seq"])
+        return True
+
+    def mark_applied(self, seq: int) -> None:
+        """Record that every change up to `seq` was applied; shared indexes store it beside
+        their data, so a crash before this only replays a suffix (idempotent, in order)."""
+        self.last_change_seq = seq
+        if self._shared is not None:
+            self._shared.state.write(dataclasses.asdict(self.manifest()))
+
+    def reset(self) -> None:
+        """Empty every index. Shared indexes drop their manifest first, so a rebuild that
+        stops midway leaves collections that no process trusts."""
+        if self._shared is not None:
+            self._shared.state.clear()
+            for index in (self.avatar, self.bio, self.names):
+                index.reset()  # type: ignore[union-attr]
+        else:
+            binary_cls, float_cls = _backend_classes(self.vector_backend)
+            self.avatar = binary_cls(self.avatar.code_bytes)
+            self.bio = float_cls(self.bio.dim)
+            self.names = NgramIndex()
+        self.last_change_seq = 0
+
+    def close(self) -> None:
+        """Release the connection of shared indexes (nothing to do for FAISS)."""
+        if self._shared is not None:
+            self._shared.connection.close()
 
     def reading(self) -> contextlib.AbstractContextManager[None]:
         """Shared lock for searches: many at once, none during a write."""
@@ -203,7 +319,13 @@ class IndexSet:
         into a fresh sibling, fsynced, manifest last, then the symlink is swapped with
         `os.replace` (atomic); the previous version is deleted only after that.
         Searches may run meanwhile; writes wait. One process saves a given directory at a time.
+
+        Shared (Milvus) indexes write nothing: their collections persist, and `mark_applied`
+        records the manifest in Milvus under the writer lock (a save here, outside it, could
+        record an older change than another process's last).
         """
+        if self._shared is not None:
+            return self.manifest()
         with self._save_lock:
             return self._save(Path(directory))
 
@@ -271,7 +393,16 @@ class IndexSet:
         """The saved set, or None (with a logged reason) when absent, foreign or unreadable.
 
         None means "rebuild from the store", never an error: indexes are derived data.
+        For Milvus the manifest is read from the server (`directory` is not used); a server
+        that cannot be reached is a ConfigurationError.
         """
+        if settings.vector_backend == "milvus":
+            return cls._load_shared(
+                settings=settings,
+                embedding_model=embedding_model,
+                bio_dim=bio_dim,
+                avatar_code_bytes=avatar_code_bytes,
+            )
         # Read manifest and files from one concrete version, even if a save swaps the link.
         directory = Path(directory).resolve()
         manifest_path = directory / MANIFEST
@@ -290,9 +421,7 @@ class IndexSet:
             "bio_dim": bio_dim,
             "avatar_code_bytes": avatar_code_bytes,
         }
-        mismatched = {
-            k: (getattr(manifest, k), v) for k, v in expected.items() if getattr(manifest, k) != v
-        }
+        mismatched = _mismatched(manifest, expected)
         if mismatched:
             logger.warning(
                 "saved indexes at %s do not match (field: (saved, expected)) %s; rebuild needed",
@@ -333,3 +462,63 @@ class IndexSet:
             embedding_model=manifest.embedding_model,
             last_change_seq=manifest.last_change_seq,
         )
+
+    @classmethod
+    def _load_shared(
+        cls, *, settings: Settings, embedding_model: str, bio_dim: int, avatar_code_bytes: int
+    ) -> IndexSet | None:
+        from service.indexes.milvus_backend import MilvusConnection, MilvusState
+
+        where = f"Milvus at {settings.resolved_milvus_uri}"
+        probe = MilvusConnection(
+            settings.resolved_milvus_uri,
+            token=settings.milvus_token,
+            prefix=settings.milvus_collection_prefix,
+        )
+        try:
+            kinds = ("avatar", "bio", "names", "state")
+            missing = [k for k in kinds if not probe.client.has_collection(probe.name(k))]
+            data = None if missing else MilvusState(connection=probe).read()
+        finally:
+            probe.close()
+        if missing or data is None:
+            logger.info("no index manifest in %s (missing: %s)", where, missing or "manifest")
+            return None
+        try:
+            manifest = Manifest.from_json(json.dumps(data))
+        except TypeError as exc:
+            logger.warning("unreadable index manifest in %s: %s", where, exc)
+            return None
+        expected = {
+            "format_version": FORMAT_VERSION,
+            "vector_backend": "milvus",
+            "embedding_model": embedding_model,
+            "bio_dim": bio_dim,
+            "avatar_code_bytes": avatar_code_bytes,
+        }
+        mismatched = _mismatched(manifest, expected)
+        if mismatched:
+            logger.warning(
+                "indexes in %s do not match (field: (saved, expected)) %s; rebuild needed",
+                where,
+                mismatched,
+            )
+            return None
+        index_set = cls.create(
+            settings=settings,
+            embedding_model=embedding_model,
+            bio_dim=bio_dim,
+            avatar_code_bytes=avatar_code_bytes,
+        )
+        index_set.last_change_seq = manifest.last_change_seq
+        logger.info(
+            "opened indexes in %s: %d profiles, change seq %d",
+            where,
+            manifest.profile_count,
+            manifest.last_change_seq,
+        )
+        return index_set
+
+
+def _mismatched(manifest: Manifest, expected: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (getattr(manifest, k), v) for k, v in expected.items() if getattr(manifest, k) != v}
