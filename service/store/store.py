@@ -20,9 +20,12 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config
 from alembic.util import CommandError
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     Connection,
     Engine,
+    Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -178,6 +181,114 @@ def _row(row: Row[Any]) -> ProfileRow:
     return ProfileRow(*values)
 
 
+# -- PostgreSQL bulk upsert (see Store._upsert_postgres) -------------------------------------
+
+# The profile columns a write sets, in the order of the staging table and its COPY rows.
+_PG_COLUMNS = [c.name for c in profiles.c if c.name != "id"]
+# Kept from the stored row when a profile is replaced.
+_KEPT_ON_REPLACE = {"id", "platform_key", "handle_key", "ingested_at"}
+# psycopg's names for the column types (binary COPY needs them), from the table itself.
+_PG_TYPE_NAMES = {
+    "INTEGER": "int4",
+    "BIGINT": "int8",
+    "TEXT": "text",
+    "VARCHAR": "text",
+    "BOOLEAN": "bool",
+    "BYTEA": "bytea",
+    "JSONB": "jsonb",
+    "TIMESTAMP WITH TIME ZONE": "timestamptz",
+}
+_PG_STAGING_TYPES = ["int4"] + [
+    _PG_TYPE_NAMES[profiles.c[name].type.compile(dialect=postgresql.dialect()).split("(")[0]]
+    for name in _PG_COLUMNS
+]
+_PG_STAGING = "clonefinder_profiles_in"
+# One per connection, emptied at every commit (and gone with a rollback's rows), so a batch
+# never sees another's rows; IF NOT EXISTS makes it a no-op on a connection that has it.
+_PG_STAGING_TABLE = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_STAGING} ("
+    + ", ".join(
+        f"{name} {kind}"
+        for name, kind in zip(["ord", *_PG_COLUMNS], _PG_STAGING_TYPES, strict=True)
+    )
+    + ") ON COMMIT DELETE ROWS"
+)
+_PG_COPY = f"COPY {_PG_STAGING} (ord, {', '.join(_PG_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+# Stored profiles are replaced in place, by id: an INSERT ... ON CONFLICT draws an id from the
+# sequence for every row it tries, so re-ingesting a million stored profiles would use up a
+# million ids (of 2^31) for nothing. The ids as an array keep the plan on the primary key
+# whatever the planner guesses of the (never analysed) staging table.
+_PG_REPLACE = (
+    "UPDATE profiles AS p SET "
+    + ", ".join(f"{c} = s.{c}" for c in _PG_COLUMNS if c not in _KEPT_ON_REPLACE)
+    + f" FROM {_PG_STAGING} AS s "
+    "WHERE p.id = ANY(%(ids)s::int4[]) AND s.ord = ANY(%(ords)s::int4[]) "
+    "AND p.platform_key = s.platform_key AND p.handle_key = s.handle_key "
+    "RETURNING p.id, p.platform_key, p.handle_key"
+)
+# The others are inserted in batch order, so new ids follow the batch as on SQLite; ON
+# CONFLICT covers a profile another process inserted since the lookup.
+_PG_INSERT = (
+    f"INSERT INTO profiles ({', '.join(_PG_COLUMNS)}) "
+    f"SELECT {', '.join(_PG_COLUMNS)} FROM {_PG_STAGING} "
+    "WHERE ord = ANY(%(ords)s::int4[]) ORDER BY ord "
+    "ON CONFLICT (platform_key, handle_key) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _PG_COLUMNS if c not in _KEPT_ON_REPLACE)
+    + " RETURNING id, platform_key, handle_key"
+)
+# A join on the keys as two arrays: the unique index serves each key. (Two IN lists left the
+# planner to filter a whole platform's rows against every handle on a fresh table.)
+_PG_EXISTING = (
+    "SELECT p.id, p.platform_key, p.handle_key, p.avatar_sha256 "
+    "FROM unnest(%(platform_keys)s::text[], %(handle_keys)s::text[]) "
+    "AS k(platform_key, handle_key) "
+    "JOIN profiles AS p ON p.platform_key = k.platform_key AND p.handle_key = k.handle_key"
+)
+_PG_AVATARS = (
+    "INSERT INTO avatars (sha256, data, mime, width, height, byte_size, created_at) "
+    "SELECT a.sha256, a.data, a.mime, a.width, a.height, a.byte_size, %(now)s "
+    "FROM unnest(%(sha256)s::text[], %(data)s::bytea[], %(mime)s::text[], %(width)s::int4[], "
+    "%(height)s::int4[], %(byte_size)s::int4[]) AS a(sha256, data, mime, width, height, byte_size) "
+    "ON CONFLICT (sha256) DO NOTHING"
+)
+# WITH ORDINALITY and ORDER BY: the change rows take their seqs in the batch's order.
+_PG_CHANGES = (
+    "INSERT INTO changes (profile_id, op, at) "
+    "SELECT c.profile_id, 'upsert', %(now)s "
+    "FROM unnest(%(ids)s::int4[]) WITH ORDINALITY AS c(profile_id, n) ORDER BY c.n"
+)
+
+
+_PG_BY_IDENTITY = (
+    text(
+        f"SELECT {', '.join(f'p.{c.name}' for c in _ROW_COLUMNS)} "
+        "FROM unnest(CAST(:platform_keys AS text[]), CAST(:handle_keys AS text[])) "
+        "AS k(platform_key, handle_key) "
+        "JOIN profiles AS p ON p.platform_key = k.platform_key AND p.handle_key = k.handle_key"
+    )
+    .bindparams(
+        bindparam("platform_keys", type_=postgresql.ARRAY(Text)),
+        bindparam("handle_keys", type_=postgresql.ARRAY(Text)),
+    )
+    .columns(*_ROW_COLUMNS)
+)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """A timestamp as the table stores it: naive values are UTC (as UTCDateTime reads them)."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _staged_row(position: int, write: ProfileWrite, now: datetime) -> list[Any]:
+    """One COPY row of the staging table: the batch position, then `_PG_COLUMNS`."""
+    values = _profile_values(write, now)
+    values["attributes"] = Jsonb(values["attributes"], dumps=_json_dumps)
+    values["created_at"] = _aware(values["created_at"])
+    return [position, *(values[name] for name in _PG_COLUMNS)]
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -226,10 +337,11 @@ class Store:
             self._in_chunk = 30_000
         dialect_insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
         ins = dialect_insert(profiles)
-        keep = {"id", "platform_key", "handle_key", "ingested_at"}
         self._upsert_stmt = ins.on_conflict_do_update(
             index_elements=[profiles.c.platform_key, profiles.c.handle_key],
-            set_={c.name: ins.excluded[c.name] for c in profiles.c if c.name not in keep},
+            set_={
+                c.name: ins.excluded[c.name] for c in profiles.c if c.name not in _KEPT_ON_REPLACE
+            },
         ).returning(profiles.c.id, profiles.c.platform_key, profiles.c.handle_key)
         self._avatar_stmt = dialect_insert(avatars).on_conflict_do_nothing(
             index_elements=[avatars.c.sha256]
@@ -307,29 +419,10 @@ class Store:
         blobs = {w.avatar.sha256: w.avatar for w in unique if w.avatar is not None}
 
         with self._writing() as conn:
-            before = self._existing(conn, keys)
-            if blobs:
-                conn.execute(
-                    self._avatar_stmt,
-                    [
-                        {
-                            "sha256": blob.sha256,
-                            "data": blob.data,
-                            "mime": blob.mime,
-                            "width": blob.width,
-                            "height": blob.height,
-                            "byte_size": len(blob.data),
-                            "created_at": now,
-                        }
-                        for blob in blobs.values()
-                    ],
-                )
-            result = conn.execute(self._upsert_stmt, [_profile_values(w, now) for w in unique])
-            ids = {(r.platform_key, r.handle_key): r.id for r in result}
-            conn.execute(
-                insert(changes),
-                [{"profile_id": ids[key], "op": "upsert", "at": now} for key in keys],
-            )
+            if self._dialect == "postgresql":
+                before, ids = self._upsert_postgres(conn, unique, keys, blobs, now)
+            else:
+                before, ids = self._upsert_rows(conn, unique, keys, blobs, now)
             replaced = {sha for _, sha in before.values() if sha is not None} - set(blobs)
             if replaced:
                 self._drop_unused_avatars(conn, replaced)
@@ -343,6 +436,101 @@ class Store:
             )
             seen.add(key)
         return outcomes
+
+    def _upsert_rows(
+        self,
+        conn: Connection,
+        unique: Sequence[ProfileWrite],
+        keys: Sequence[tuple[str, str]],
+        blobs: dict[str, AvatarBlob],
+        now: datetime,
+    ) -> tuple[dict[tuple[str, str], tuple[int, str | None]], dict[tuple[str, str], int]]:
+        """The batch as multi-row statements (SQLite): what was stored before, and the ids."""
+        before = self._existing(conn, keys)
+        if blobs:
+            conn.execute(
+                self._avatar_stmt,
+                [
+                    {
+                        "sha256": blob.sha256,
+                        "data": blob.data,
+                        "mime": blob.mime,
+                        "width": blob.width,
+                        "height": blob.height,
+                        "byte_size": len(blob.data),
+                        "created_at": now,
+                    }
+                    for blob in blobs.values()
+                ],
+            )
+        result = conn.execute(self._upsert_stmt, [_profile_values(w, now) for w in unique])
+        ids = {(r.platform_key, r.handle_key): r.id for r in result}
+        conn.execute(
+            insert(changes),
+            [{"profile_id": ids[key], "op": "upsert", "at": now} for key in keys],
+        )
+        return before, ids
+
+    def _upsert_postgres(
+        self,
+        conn: Connection,
+        unique: Sequence[ProfileWrite],
+        keys: Sequence[tuple[str, str]],
+        blobs: dict[str, AvatarBlob],
+        now: datetime,
+    ) -> tuple[dict[tuple[str, str], tuple[int, str | None]], dict[tuple[str, str], int]]:
+        """The batch on PostgreSQL, in a handful of statements whatever its size: the stored
+        rows looked up by joining the keys as arrays, avatars inserted from arrays, the
+        profiles copied (binary COPY) into a temporary table, the stored ones replaced from it
+        and the others inserted in batch order, and their change rows inserted from an array
+        in the same order.
+
+        A multi-row VALUES upsert measured four to five times slower: every one of its 12,000
+        parameters is planned and converted one by one, where COPY streams rows.
+        """
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            platform_keys = [key[0] for key in keys]
+            handle_keys = [key[1] for key in keys]
+            cursor.execute(
+                _PG_EXISTING, {"platform_keys": platform_keys, "handle_keys": handle_keys}
+            )
+            before = {(p, h): (pid, sha) for pid, p, h, sha in cursor.fetchall()}
+            if blobs:
+                cursor.execute(
+                    _PG_AVATARS,
+                    {
+                        "sha256": [b.sha256 for b in blobs.values()],
+                        "data": [b.data for b in blobs.values()],
+                        "mime": [b.mime for b in blobs.values()],
+                        "width": [b.width for b in blobs.values()],
+                        "height": [b.height for b in blobs.values()],
+                        "byte_size": [len(b.data) for b in blobs.values()],
+                        "now": now,
+                    },
+                )
+            cursor.execute(_PG_STAGING_TABLE)
+            with cursor.copy(_PG_COPY) as copy:
+                copy.set_types(_PG_STAGING_TYPES)
+                for position, write in enumerate(unique):
+                    copy.write_row(_staged_row(position, write, now))
+            ids: dict[tuple[str, str], int] = {}
+            if before:
+                stored = [position for position, key in enumerate(keys) if key in before]
+                cursor.execute(
+                    _PG_REPLACE,
+                    {"ids": [before[keys[i]][0] for i in stored], "ords": stored},
+                )
+                ids.update(((p, h), pid) for pid, p, h in cursor.fetchall())
+            # New profiles, and any stored one another process erased since the lookup.
+            missing = [position for position, key in enumerate(keys) if key not in ids]
+            if missing:
+                cursor.execute(_PG_INSERT, {"ords": missing})
+                ids.update(((p, h), pid) for pid, p, h in cursor.fetchall())
+            cursor.execute(_PG_CHANGES, {"ids": [ids[key] for key in keys], "now": now})
+        finally:
+            cursor.close()
+        return before, ids
 
     def delete(self, platform: str, handle: str) -> int | None:
         """Erase one profile and log it; its avatar goes too unless another profile uses it.
@@ -451,6 +639,17 @@ class Store:
         wanted = {identity_key(platform, handle) for platform, handle in keys}
         ordered = sorted(wanted)
         found: dict[tuple[str, str], ProfileRow] = {}
+        if self._dialect == "postgresql" and ordered:
+            # The keys as two arrays joined on the unique index, whatever the statistics say
+            # (see _PG_EXISTING).
+            by_keys = _PG_BY_IDENTITY.bindparams(
+                platform_keys=[p for p, _ in ordered], handle_keys=[h for _, h in ordered]
+            )
+            with self._engine.connect() as conn:
+                for r in conn.execute(by_keys):
+                    row = _row(r)
+                    found[identity_key(row.platform, row.handle)] = row
+            return found
         with self._engine.connect() as conn:
             for chunk in _chunks(ordered, self._in_chunk // 2):
                 # Both columns filtered so the unique index serves the lookup; the cross product
