@@ -26,7 +26,10 @@ COPY models ./models
 COPY indexers ./indexers
 COPY service ./service
 # torch==2.13.0 is already met by 2.13.0+cpu, so this adds only the other dependencies.
-RUN pip install . \
+# EXTRAS names optional extras to install too: `--build-arg EXTRAS=milvus` for the Milvus
+# vector backend (deploy/compose.yaml builds it so).
+ARG EXTRAS=""
+RUN pip install ".${EXTRAS:+[$EXTRAS]}" \
     && python -c "import torch; assert not torch.version.cuda, torch.version.cuda"
 
 # ---- runtime: the virtualenv alone, run by an unprivileged user -----------------------------
@@ -48,9 +51,11 @@ RUN apt-get update \
         fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji poppler-utils \
     && rm -rf /var/lib/apt/lists/*
 
+# /keys: a volume that several containers share for the evidence signing key (a fresh named
+# volume takes this folder's owner, so the unprivileged user can write the key there).
 RUN useradd --create-home --uid 10001 --user-group clonefinder \
-    && mkdir /data \
-    && chown clonefinder:clonefinder /data
+    && mkdir /data /keys \
+    && chown clonefinder:clonefinder /data /keys
 
 COPY --from=build /opt/venv /opt/venv
 
