@@ -101,6 +101,15 @@ class _Prepared:
     avatar: Avatar | None
 
 
+@dataclass(frozen=True)
+class _ReadBatch:
+    """An ingest batch after its read stage: rejections in place, the rest ready to write."""
+
+    outcomes: list[RecordOutcome | None]
+    prepared: list[_Prepared]
+    writes: list[ProfileWrite]
+
+
 class Engine:
     """Ingest, check, scan, fetch and erase profiles; built once with `Engine.open(settings)`."""
 
@@ -221,15 +230,27 @@ class Engine:
         """
         report = IngestReport()
         iterator = iter(items)
-        while batch := list(islice(iterator, INGEST_BATCH)):
-            report.outcomes.extend(self._ingest_batch(batch, base_dir=base_dir))
-            if progress is not None:
-                progress(len(report.outcomes))
+        batches = iter(lambda: list(islice(iterator, INGEST_BATCH)), [])
+        # Two stages: while one batch is written (store, indexes, watchlist), the next is read
+        # (parsed, avatars decoded and hashed, bios embedded). Decoders and the model release
+        # the GIL, so the write of one batch and the model call of the next share the cores.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read") as readers:
+            ahead: Future[_ReadBatch] | None = None
+            for batch in batches:
+                reading = readers.submit(self._ingest_read, batch, base_dir=base_dir)
+                if ahead is not None:
+                    report.outcomes.extend(self._ingest_write(ahead.result()))
+                    if progress is not None:
+                        progress(len(report.outcomes))
+                ahead = reading
+            if ahead is not None:
+                report.outcomes.extend(self._ingest_write(ahead.result()))
+                if progress is not None:
+                    progress(len(report.outcomes))
         return report
 
-    def _ingest_batch(
-        self, batch: list[tuple[str, Any]], *, base_dir: Path | None
-    ) -> list[RecordOutcome]:
+    def _ingest_read(self, batch: list[tuple[str, Any]], *, base_dir: Path | None) -> _ReadBatch:
+        """A batch parsed, its avatars hashed and its bios embedded; nothing written yet."""
         outcomes: list[RecordOutcome | None] = [None] * len(batch)
         prepared: list[_Prepared] = []
         for position, (where, raw) in enumerate(batch):
@@ -242,9 +263,9 @@ class Engine:
                 outcomes[position] = _rejected(where, raw, exc)
                 continue
             prepared.append(_Prepared(position, where, record, avatar))
+        writes = []
         if prepared:
             vectors = self.embedder.embed_bios([p.record.bio for p in prepared])
-            writes = []
             for p, vector in zip(prepared, vectors, strict=True):
                 name_key, handle_norm = name_keys(p.record.display_name, p.record.handle)
                 writes.append(
@@ -257,6 +278,12 @@ class Engine:
                         handle_norm=handle_norm,
                     )
                 )
+        return _ReadBatch(outcomes, prepared, writes)
+
+    def _ingest_write(self, read: _ReadBatch) -> list[RecordOutcome]:
+        """A read batch upserted in one transaction, then the indexes and watchlists follow."""
+        outcomes, prepared, writes = read.outcomes, read.prepared, read.writes
+        if prepared:
             with self._write_lock:
                 upserted = self.store.upsert(writes)
                 self._catch_up()
