@@ -1,7 +1,8 @@
 """The store: the source of truth for profiles, avatar bytes and the change log.
 
 Indexes are derived from it: every write appends to `changes` in the same transaction, so an
-index that remembers the last `seq` it applied can replay the rest after a crash.
+index that remembers the last `seq` it applied can replay the rest after a crash. That needs
+seqs to become visible in their own order (see `Store._log_changes`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # pg_advisory_xact_lock key that serialises concurrent first starts on one database.
 _MIGRATION_LOCK_KEY = 0x636C6F6E
+# pg_advisory_xact_lock key that orders appends to the change log (see Store._log_changes).
+_CHANGE_LOG_LOCK_KEY = 0x636C6367
 # Execution option that makes an SQLite transaction take the write lock at BEGIN.
 _WRITE_OPTION = "clonefinder_write"
 
@@ -254,7 +257,7 @@ _PG_AVATARS = (
 # WITH ORDINALITY and ORDER BY: the change rows take their seqs in the batch's order.
 _PG_CHANGES = (
     "INSERT INTO changes (profile_id, op, at) "
-    "SELECT c.profile_id, 'upsert', %(now)s "
+    "SELECT c.profile_id, %(op)s, %(now)s "
     "FROM unnest(%(ids)s::int4[]) WITH ORDINALITY AS c(profile_id, n) ORDER BY c.n"
 )
 
@@ -426,6 +429,7 @@ class Store:
             replaced = {sha for _, sha in before.values() if sha is not None} - set(blobs)
             if replaced:
                 self._drop_unused_avatars(conn, replaced)
+            self._log_changes(conn, [ids[key] for key in keys], "upsert", now)
 
         outcomes = []
         seen: set[tuple[str, str]] = set()
@@ -465,10 +469,6 @@ class Store:
             )
         result = conn.execute(self._upsert_stmt, [_profile_values(w, now) for w in unique])
         ids = {(r.platform_key, r.handle_key): r.id for r in result}
-        conn.execute(
-            insert(changes),
-            [{"profile_id": ids[key], "op": "upsert", "at": now} for key in keys],
-        )
         return before, ids
 
     def _upsert_postgres(
@@ -482,8 +482,7 @@ class Store:
         """The batch on PostgreSQL, in a handful of statements whatever its size: the stored
         rows looked up by joining the keys as arrays, avatars inserted from arrays, the
         profiles copied (binary COPY) into a temporary table, the stored ones replaced from it
-        and the others inserted in batch order, and their change rows inserted from an array
-        in the same order.
+        and the others inserted in batch order (their change rows follow, see `_log_changes`).
 
         A multi-row VALUES upsert measured four to five times slower: every one of its 12,000
         parameters is planned and converted one by one, where COPY streams rows.
@@ -527,7 +526,6 @@ class Store:
             if missing:
                 cursor.execute(_PG_INSERT, {"ords": missing})
                 ids.update(((p, h), pid) for pid, p, h in cursor.fetchall())
-            cursor.execute(_PG_CHANGES, {"ids": [ids[key] for key in keys], "now": now})
         finally:
             cursor.close()
         return before, ids
@@ -547,10 +545,32 @@ class Store:
             ).first()
             if row is None:
                 return None
-            conn.execute(insert(changes).values(profile_id=row.id, op="delete", at=_utcnow()))
             if row.avatar_sha256 is not None:
                 self._drop_unused_avatars(conn, {row.avatar_sha256})
+            self._log_changes(conn, [int(row.id)], "delete", _utcnow())
         return int(row.id)
+
+    def _log_changes(self, conn: Connection, ids: Sequence[int], op: str, now: datetime) -> None:
+        """Append one change per id, in order: the last statement of every write transaction.
+
+        Readers replay the log by seq and remember the last one they applied, so a seq must
+        never become visible before a lower one. SQLite has one writer at a time. PostgreSQL
+        draws seqs at insert time but commits transactions in any order (one that took seq 10
+        may commit after one that took 11, which a reader would apply and move past 10), so
+        appends are serialised by a transaction-scoped advisory lock taken just before them and
+        held to the commit: whoever draws the next seq does so after the last holder's commit
+        became visible. Only the append and the commit run under it, and the append waits on
+        no other lock, so writers cannot deadlock on it.
+        """
+        if self._dialect != "postgresql":
+            conn.execute(insert(changes), [{"profile_id": i, "op": op, "at": now} for i in ids])
+            return
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHANGE_LOG_LOCK_KEY})
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(_PG_CHANGES, {"ids": list(ids), "op": op, "now": now})
+        finally:
+            cursor.close()
 
     def _existing(
         self, conn: Connection, keys: Sequence[tuple[str, str]]

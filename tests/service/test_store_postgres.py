@@ -3,6 +3,7 @@ queries of checks, ingest, index catch-up and job claims are served by indexes."
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -295,7 +296,7 @@ def test_the_bulk_upsert_statements_use_indexes(filled: Store) -> None:
             },
         )  # fmt: skip
         assert "Conflict Arbiter Indexes: pk_avatars" in avatars, avatars
-        changes = _plan(conn, _PG_CHANGES, {"ids": [1, 2, 3], "now": now})
+        changes = _plan(conn, _PG_CHANGES, {"ids": [1, 2, 3], "op": "upsert", "now": now})
         assert "Seq Scan on changes" not in changes, changes
         comparable = _plan(
             conn,
@@ -304,3 +305,75 @@ def test_the_bulk_upsert_statements_use_indexes(filled: Store) -> None:
         )
         _assert_indexed(comparable, what="get_comparable")
         conn.rollback()
+
+
+# -- change-log order ------------------------------------------------------------------------
+
+
+def _paused_before_commit(store: Store) -> tuple[threading.Event, threading.Event, Any]:
+    """Events that hold a thread's transaction just before its COMMIT: `paused` is set when it
+    gets there, and it commits once `go` is set. Returns (paused, go, hold), where `hold()`
+    marks the calling thread as the one to hold."""
+    paused, go = threading.Event(), threading.Event()
+    held: set[int] = set()
+
+    @event.listens_for(store.engine, "commit")
+    def _before_commit(conn: Connection) -> None:
+        if threading.get_ident() in held:
+            paused.set()
+            assert go.wait(30), "never released"
+
+    def hold() -> None:
+        held.add(threading.get_ident())
+
+    return paused, go, hold
+
+
+@pytest.fixture
+def pg_store(request: pytest.FixtureRequest, _postgres_admin: Any) -> Iterator[Store]:
+    """An empty store of its own on PostgreSQL (skips without PostgreSQL)."""
+    for url in _postgres_database(request):
+        with Store.open(url) as store:
+            yield store
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("second", ["upsert", "delete"])
+def test_a_reader_never_skips_a_change_that_commits_late(pg_store: Store, second: str) -> None:
+    """Transaction A takes the lower seq but commits after B: a reader that applied B and moved
+    its mark past A's seq would never see A. So B's seq must not be visible before A's."""
+    store = pg_store
+    store.upsert([_write(1)])
+    mark = store.last_change_seq()
+    paused, go, hold = _paused_before_commit(store)
+
+    def first() -> None:
+        hold()
+        store.upsert([_write(2)])  # takes the lower seq, then waits before COMMIT
+
+    def then() -> None:
+        if second == "upsert":
+            store.upsert([_write(3)])
+        else:
+            store.delete("instagram", "user_1")
+
+    a = threading.Thread(target=first)
+    b = threading.Thread(target=then)
+    a.start()
+    try:
+        assert paused.wait(10)
+        b.start()
+        b.join(timeout=1.5)  # commits at once without the ordering; waits for A with it
+        seen = [c.seq for c in store.changes_since(mark)]
+        # What a reader applying the log now would remember as its last change.
+        newest = store.last_change_seq()
+    finally:
+        go.set()
+        a.join(timeout=30)
+    b.join(timeout=30)
+    assert not a.is_alive() and not b.is_alive()
+    final = [c.seq for c in store.changes_since(mark)]
+    assert len(final) == 2
+    # Every change up to the newest a reader saw was there to be seen.
+    assert seen == [seq for seq in final if seq <= max(seen, default=mark)]
+    assert newest == max(seen, default=mark)
