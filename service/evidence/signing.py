@@ -11,6 +11,7 @@ import base64
 import hashlib
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -101,7 +102,11 @@ class EvidenceSigner:
 
     def _create(self) -> None:
         """Write a new key beside its final name, then link it there: a reader never sees
-        half a key, and of several processes starting at once one key wins, kept by all."""
+        half a key, and of several processes starting at once one key wins, kept by all.
+
+        The file written first has a name of its own, created exclusively (`mkstemp`): replicas
+        in containers all run as PID 1, so a name made of the process id would be the same
+        file for all of them on a shared volume, each truncating the others' key."""
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(
             serialization.Encoding.PEM,
@@ -110,8 +115,10 @@ class EvidenceSigner:
         )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd, staged = tempfile.mkstemp(
+                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
+            )
+            staging = Path(staged)
             try:
                 os.fchmod(fd, 0o600)  # open()'s mode is only what the umask lets through
                 os.write(fd, pem)

@@ -10,7 +10,9 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -364,3 +366,21 @@ def test_the_signing_key_is_created_once_readable_by_its_owner_only(tmp_path: Pa
     fingerprint = first.fingerprint
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert EvidenceSigner(path).fingerprint == fingerprint  # kept, not made again
+
+
+def test_signers_creating_the_key_at_once_in_one_process_agree_on_one(tmp_path: Path) -> None:
+    """Replicas that all run as PID 1 share the process id, as threads of one process do: each
+    must write its new key under a name of its own, and all end up with the one key linked."""
+    for attempt in range(5):
+        path = tmp_path / f"data{attempt}" / "evidence-signing.key"
+        signers = [EvidenceSigner(path) for _ in range(12)]
+        start = threading.Barrier(len(signers))
+        with ThreadPoolExecutor(len(signers)) as pool:
+            fingerprints = set(pool.map(_fingerprint_when_all_ready, signers, [start] * 12))
+        assert fingerprints == {EvidenceSigner(path).fingerprint}
+        assert [p.name for p in path.parent.iterdir()] == [path.name]  # no file left behind
+
+
+def _fingerprint_when_all_ready(signer: EvidenceSigner, start: threading.Barrier) -> str:
+    start.wait()
+    return signer.fingerprint
