@@ -3,9 +3,14 @@
     python -m bench.speed --profiles 100000 [--checks 300] [--out bench/results/speed.json]
 
 Measures: ingest rate (end to end: avatar decode and hashes, bio embedding, store, indexes);
-check latency p50/p99 in process and over HTTP against a real `clonefinder serve`, warm; and the
+check latency p50/p99 in process and over HTTP against a real `clonefinder serve`, warm; the
 server's memory per indexed profile (its resident memory with the corpus, minus that of the same
-server on an empty store, over the profile count: the model's memory cancels out).
+server on an empty store, over the profile count: the model's memory cancels out); its cold
+start (process start to a healthy answer, indexes loaded from their saved files); and what the
+bio index's compressed codes cost in recall, against an exact search of the stored vectors.
+
+`--workdir DIR` keeps the corpus in DIR, and a later run with the same `--profiles` reuses it
+instead of ingesting again (its ingest figure is then left out).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import faiss
 import httpx
 import numpy as np
 
@@ -93,6 +99,55 @@ def _serve(data_dir: Path, models_dir: Path) -> tuple[subprocess.Popen[bytes], s
     raise RuntimeError("the server did not become healthy")
 
 
+def _bio_recall(engine: Engine, bios: list[str], *, k: int = 32) -> dict[str, Any]:
+    """Recall@k of the served bio index against an exact search of the stored float32 vectors,
+    and of float16 codes in the same cells: what the 8-bit codes cost, apart from probing."""
+    ids_list, vectors_list = [], []
+    for rows in engine.store.iter_index_rows():
+        for row in rows:
+            if row.bio_vector is not None:
+                ids_list.append(row.id)
+                vectors_list.append(np.frombuffer(row.bio_vector, dtype=np.float32))
+    ids, vectors = np.array(ids_list, dtype=np.int64), np.stack(vectors_list)
+    del vectors_list
+    queries = engine.embedder.embed(bios)
+    best = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_ids = np.full((len(queries), k), -1, dtype=np.int64)
+    for start in range(0, len(vectors), 100_000):
+        scores = queries @ vectors[start : start + 100_000].T
+        merged = np.concatenate([best, scores], axis=1)
+        merged_ids = np.concatenate(
+            [best_ids, np.broadcast_to(ids[start : start + 100_000], scores.shape)], axis=1
+        )
+        top = np.argpartition(-merged, k - 1, axis=1)[:, :k]
+        best = np.take_along_axis(merged, top, axis=1)
+        best_ids = np.take_along_axis(merged_ids, top, axis=1)
+
+    def recall(found: np.ndarray) -> float:
+        return float(
+            np.mean([len(set(f) & set(e)) / k for f, e in zip(found, best_ids, strict=True)])
+        )
+
+    with engine.indexes.reading():
+        _, served = engine.indexes.bio.search(queries, k)
+        index = getattr(engine.indexes.bio, "_index", None)
+        report: dict[str, Any] = {"k": k, "queries": len(bios), "served": round(recall(served), 4)}
+        if isinstance(index, faiss.IndexIVFScalarQuantizer):
+            report["code_bytes"] = int(index.code_size)
+            fp16 = faiss.IndexIVFScalarQuantizer(
+                index.quantizer,
+                index.d,
+                index.nlist,
+                faiss.ScalarQuantizer.QT_fp16,
+                faiss.METRIC_INNER_PRODUCT,
+            )
+            fp16.is_trained = True  # float16 codes need no training; the cells are the served ones
+            fp16.add_with_ids(vectors, ids)
+            fp16.nprobe = index.nprobe
+            report["float16_same_cells"] = round(recall(fp16.search(queries, k)[1]), 4)
+    return report
+
+
 def _admin_headers(data_dir: Path) -> dict[str, str]:
     """The key the server created at its first start."""
     key = (data_dir / "admin.key").read_text(encoding="utf-8").strip()
@@ -111,31 +166,40 @@ def _http_latencies(url: str, queries: list[dict[str, Any]], data_dir: Path) -> 
     return latencies
 
 
-def run(*, profiles: int, checks: int, seed: int) -> dict[str, Any]:
+def run(*, profiles: int, checks: int, seed: int, workdir: Path | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {"profiles": profiles, "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory(prefix="clonefinder-speed-") as tmp:
-        empty_dir, data_dir = Path(tmp) / "empty", Path(tmp) / "data"
+        root = workdir or Path(tmp)
+        empty_dir, data_dir = Path(tmp) / "empty", root / "data"
         sample: list[dict[str, Any]] = []
         # One ONNX export for the run, made here: a server exporting at its start would
         # inflate its memory with the float model and skew the per-profile figure.
-        models_dir = Path(tmp) / "models"
+        models_dir = root / "models"
         engine = Engine.open(Settings(data_dir=data_dir, model_cache_dir=models_dir))
         try:
+            every = max(1, profiles // 2000)
+            if engine.store.count() == profiles:
+                sample = [
+                    {k: v for k, v in record.items() if k != "avatar_base64"}
+                    for i, record in enumerate(generated_profiles(profiles, seed=seed))
+                    if i % every == 0
+                ]
+            else:
 
-            def items() -> Any:
-                for i, record in enumerate(generated_profiles(profiles, seed=seed)):
-                    if i % max(1, profiles // 2000) == 0:
-                        sample.append({k: v for k, v in record.items() if k != "avatar_base64"})
-                    yield f"index {i}", record
+                def items() -> Any:
+                    for i, record in enumerate(generated_profiles(profiles, seed=seed)):
+                        if i % every == 0:
+                            sample.append({k: v for k, v in record.items() if k != "avatar_base64"})
+                        yield f"index {i}", record
 
-            started = time.perf_counter()
-            ingest = engine.ingest(items())
-            elapsed = time.perf_counter() - started
-            report["ingest"] = {
-                "profiles_per_s": round(profiles / elapsed, 1),
-                "seconds": round(elapsed, 1),
-                "rejected": ingest.rejected,
-            }
+                started = time.perf_counter()
+                ingest = engine.ingest(items())
+                elapsed = time.perf_counter() - started
+                report["ingest"] = {
+                    "profiles_per_s": round(profiles / elapsed, 1),
+                    "seconds": round(elapsed, 1),
+                    "rejected": ingest.rejected,
+                }
             queries = _queries(sample, checks, seed)
             for query in queries[:20]:
                 engine.check(query)
@@ -145,6 +209,9 @@ def run(*, profiles: int, checks: int, seed: int) -> dict[str, Any]:
                 engine.check(query)
                 in_process.append(time.perf_counter() - started)
             report["check_in_process"] = _percentiles(in_process)
+            report["bio_index_recall"] = _bio_recall(
+                engine, [q["bio"] for q in queries if "bio" in q]
+            )
         finally:
             engine.close()
 
@@ -160,7 +227,9 @@ def run(*, profiles: int, checks: int, seed: int) -> dict[str, Any]:
         finally:
             baseline.terminate()
             baseline.wait()
+        started = time.perf_counter()
         server, url = _serve(data_dir, models_dir)
+        report["cold_start_s"] = round(time.perf_counter() - started, 1)
         try:
             report["check_http"] = _percentiles(_http_latencies(url, queries, data_dir))
             full_rss = _rss_bytes(server.pid)
@@ -181,8 +250,9 @@ def main() -> None:
     parser.add_argument("--checks", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--workdir", type=Path, default=None, help="keep (and reuse) the corpus")
     args = parser.parse_args()
-    report = run(profiles=args.profiles, checks=args.checks, seed=args.seed)
+    report = run(profiles=args.profiles, checks=args.checks, seed=args.seed, workdir=args.workdir)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=2))
