@@ -328,6 +328,7 @@ class Engine:
         page checks what a person submitted, never what the store holds under a handle).
         """
         query = raw if isinstance(raw, ProfileQuery) else parse_query(raw)
+        self.see_other_writers()
         prepared = self.search_checks(
             self.read_checks([query], base_dir=base_dir, complete=complete)
         )
@@ -349,6 +350,7 @@ class Engine:
         candidate loaded in one query. Each query gets exactly the result `check` gives it;
         one that cannot be checked gets its error instead (in its place), the rest go on.
         """
+        self.see_other_writers()
         prepared = self.prepare_checks(queries, base_dir=base_dir)
         return self.finish_checks(prepared, top_k=top_k, min_score=min_score)
 
@@ -733,6 +735,19 @@ class Engine:
             return
         with self._write_lock:
             self._catch_up()
+
+    def see_other_writers(self) -> None:
+        """Before a check: indexes of this process alone (FAISS) first apply what any process
+        wrote to the store, so a check sees every write acknowledged before it, through
+        whichever API process. One cheap query (the newest change's seq) when nothing is new;
+        otherwise the check waits for the catch-up (and for a write of this process in
+        progress, which holds the same lock); saving the indexes is left to the next write
+        or background refresh. Shared indexes (Milvus) need nothing: a write is applied to
+        them before it is acknowledged."""
+        if self.indexes.shared or self.store.last_change_seq() == self.indexes.last_change_seq:
+            return
+        with self._write_lock:
+            self._apply_changes()
 
     def load_demo(self) -> int:
         """Load the bundled demo corpus into an empty store, so a first check finds something."""
