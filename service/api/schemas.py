@@ -110,6 +110,9 @@ class HealthOut(BaseModel):
 
     status: str
     profiles: int
+    # True when `profiles` is the database's estimate (PostgreSQL, at least 100,000 profiles)
+    # rather than a count.
+    profiles_estimated: bool = False
     indexes: dict[str, Any] = Field(default_factory=dict)
     model: str | None = None
 

@@ -703,6 +703,30 @@ class Store:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(profiles)).scalar_one())
 
+    def count_estimate(self, *, exact_below: int = 100_000) -> tuple[int, bool]:
+        """The number of profiles and whether it is exact, without reading every row at scale.
+
+        PostgreSQL counts by reading every row, so past `exact_below` profiles this is its own
+        estimate, as its planner makes it: the rows per page of the last VACUUM or ANALYZE
+        (`pg_class.reltuples / relpages`) times the table's pages now. Below that, or while
+        the table was never analysed, it is counted. SQLite is always counted.
+        """
+        if self._dialect != "postgresql":
+            return self.count(), True
+        with self._engine.connect() as conn:
+            tuples, pages, now_pages = conn.execute(
+                text(
+                    "SELECT reltuples, relpages, pg_relation_size(oid) / "
+                    "current_setting('block_size')::int FROM pg_class "
+                    "WHERE oid = to_regclass('profiles')"
+                )
+            ).one()
+        if tuples > 0 and pages > 0:
+            estimate = int(tuples / pages * now_pages)
+            if estimate >= exact_below:
+                return estimate, False
+        return self.count(), True
+
     def last_change_seq(self) -> int:
         """The newest change's seq, 0 when nothing was ever written."""
         with self._engine.connect() as conn:

@@ -307,6 +307,19 @@ def test_the_bulk_upsert_statements_use_indexes(filled: Store) -> None:
         conn.rollback()
 
 
+@pytest.mark.postgres
+def test_the_count_at_scale_is_postgresqls_estimate_and_says_so(filled: Store) -> None:
+    assert filled.count_estimate() == (PROFILES, True)  # below the threshold: counted
+    estimate, exact = filled.count_estimate(exact_below=1_000)
+    assert not exact and abs(estimate - PROFILES) <= PROFILES * 0.05, estimate
+
+
+def test_a_small_or_unanalysed_store_is_counted(store: Store) -> None:
+    assert store.count_estimate(exact_below=1) == (0, True)
+    store.upsert([_write(i) for i in range(30)])
+    assert store.count_estimate(exact_below=1) == (30, True)  # never analysed: counted
+
+
 # -- change-log order ------------------------------------------------------------------------
 
 
