@@ -185,14 +185,17 @@ class Engine:
             "bio_dim": embedder.dim,
             "avatar_code_bytes": avatar_hashing.CODE_BYTES,
         }
-        indexes = IndexSet.load(settings.index_dir, **expected)  # type: ignore[arg-type]
-        engine = cls(
-            settings,
-            store=store,
-            embedder=embedder,
-            scorer=scorer,
-            indexes=indexes or IndexSet.create(**expected),  # type: ignore[arg-type]
-        )
+        # Shared indexes (Milvus) are opened under the writer lock: their collections are
+        # created there when absent (or dropped and made again when of another shape), and
+        # processes starting together on an empty Milvus would race to do it.
+        with (
+            shared_index_writer(store.engine)
+            if settings.vector_backend == "milvus"
+            else contextlib.nullcontext()
+        ):
+            indexes = IndexSet.load(settings.index_dir, **expected)  # type: ignore[arg-type]
+            opened = indexes or IndexSet.create(**expected)  # type: ignore[arg-type]
+        engine = cls(settings, store=store, embedder=embedder, scorer=scorer, indexes=opened)
         engine.saves_indexes = save_indexes
         if indexes is None or indexes.last_change_seq > store.last_change_seq():
             # Absent, or saved from another (or a restored older) database: rebuild from truth.
