@@ -49,7 +49,8 @@ class Settings(BaseSettings):
     # is decoded and hashed, some fetched, so they cost far more than the rest of a record.
     max_images_per_request: int = Field(default=1_000, ge=0)
 
-    index_save_every: int = 5_000  # changes between automatic index saves
+    # Changes between automatic index saves: at least this many, and a tenth of the index.
+    index_save_every: int = 5_000
     host: str = "127.0.0.1"
     port: int = 8000
 
