@@ -1,16 +1,19 @@
 """Name and handle candidate search: the n-gram index against a rapidfuzz scan of every name.
 
 N generated profiles (`bench.generate`) are indexed exactly as the service indexes them
-(`indexers.text` normalization and `candidate_keys`, one `NgramIndex`, asked for the matcher's
-`NAME_CANDIDATES`). Queries are clones of indexed profiles (look-alike letters, a swapped,
-doubled or dropped letter, decorations; the handle with an underscore, digits, "real" or
-"official", a doubled or dropped letter, look-alike digits) and unrelated new names.
+(`indexers.text` normalization and `candidate_keys`, one `NgramIndex` holding each profile's
+folded name and handle), and each query's candidates are the matcher's own
+(`service.matcher.name_candidates`: a pool of `name_pool(N)` ids by shared n-grams, re-ranked by
+the true similarities, `NAME_CANDIDATES` kept). Queries are clones of indexed profiles
+(look-alike letters, a swapped, doubled or dropped letter, decorations; the handle with an
+underscore, digits, "real" or "official", a doubled or dropped letter, look-alike digits) and
+unrelated new names.
 
 The ground truth is a brute-force scan: every indexed profile scored with the service's own
 similarities (`text.name_similarity` of the folded display names, `text.handle_similarity` of
 the folded handles) in rapidfuzz's `process.cdist`, one worker, and the top 10 of each kept.
-The index's candidates are rescored with the same similarities, as the service's screen does,
-and their top 10 compared with the scan's: an id scoring at least the scan's 10th score counts
+The candidates are rescored with the same similarities, as the service's screen does, and
+their top 10 compared with the scan's: an id scoring at least the scan's 10th score counts
 as correct (ties at the 10th score). Timings include normalizing the query on both sides.
 
     python -m bench.name_search --profiles 1000000 --queries 1000
@@ -34,7 +37,7 @@ from bench.generate import _name, generated_profiles
 from indexers import text
 from models.scoring import SHARED_NAME
 from service.indexes.ngram import NgramIndex
-from service.matcher import NAME_CANDIDATES
+from service.matcher import NAME_CANDIDATES, name_candidates, name_pool
 from training import transforms as tf
 
 RESULTS = Path(__file__).resolve().parent / "results" / "name_search.json"
@@ -44,11 +47,8 @@ TARGET_RECALL = 0.99
 # Scores are float32 percentages / 100; two ids whose scores differ by less are tied.
 TIE = 1e-5
 BATCH = 100_000
-# Larger candidate counts measured from one longer search (its first k ids are the search's
-# answer for k: ranked by shared keys, ties by smaller id).
-MORE_CANDIDATES = (100, 200, 500, 1000)
-# A wider search, timed too: what asking for more candidates and rescoring them all would cost.
-WIDE = 500
+# Other pool sizes, measured too: what a shallower or deeper pool would find and cost.
+POOLS = (512, 1024, 2048, 4096, 8192)
 NAME_KINDS = (
     "name:exact",
     "name:case",
@@ -200,7 +200,8 @@ def run(profiles: int, queries: int, *, unrelated_share: float, seed: int) -> di
     for start in range(0, profiles, BATCH):
         stop = min(start + BATCH, profiles)
         keys = [text.candidate_keys(name_keys[i], handle_norms[i]) for i in range(start, stop)]
-        index.add_many(np.arange(start, stop, dtype=np.int64), keys)
+        texts = list(zip(name_keys[start:stop], handle_norms[start:stop], strict=True))
+        index.add_many(np.arange(start, stop, dtype=np.int64), keys, texts)
     indexed_s = time.perf_counter() - started
     print(
         f"normalized in {normalized_s:.1f} s, indexed in {indexed_s:.1f} s "
@@ -209,14 +210,15 @@ def run(profiles: int, queries: int, *, unrelated_share: float, seed: int) -> di
     )
 
     asked = make_queries(names, handles, queries, unrelated_share=unrelated_share, seed=seed + 7)
+    pool = name_pool(len(index))
     index_s: list[float] = []
     scan_s: list[float] = []
-    wide_s: list[float] = []
+    pool_s: dict[int, list[float]] = {p: [] for p in POOLS}
     hits: dict[str, int] = {"name": 0, "handle": 0}
     slots: dict[str, int] = {"name": 0, "handle": 0}
     relevant_hits: dict[str, int] = {"name": 0, "handle": 0}
     relevant_slots: dict[str, int] = {"name": 0, "handle": 0}
-    more_hits: dict[int, int] = dict.fromkeys(MORE_CANDIDATES, 0)
+    pool_hits: dict[int, int] = dict.fromkeys(POOLS, 0)
     by_kind: dict[str, list[float]] = defaultdict(list)
     source_found = 0
     sources = 0
@@ -227,9 +229,8 @@ def run(profiles: int, queries: int, *, unrelated_share: float, seed: int) -> di
             text.normalize_name(query["name"]),
             text.normalize_handle(query["handle"]),
         )
-        found = index.search(text.candidate_keys(q_name, q_handle), NAME_CANDIDATES)
-        cand = np.asarray([pid for pid, _ in found], dtype=np.int64)
-        # The screen's rescoring of the candidates, as the service does it.
+        # The matcher's own name candidates, then the screen's rescoring of them.
+        cand = np.asarray(name_candidates(index, q_name, q_handle, pool=pool), dtype=np.int64)
         left = np.zeros(len(cand), dtype=np.intp)
         text.paired_name_similarities(
             [q_name], [name_keys[i] for i in cand], left, np.arange(len(cand))
@@ -249,24 +250,18 @@ def run(profiles: int, queries: int, *, unrelated_share: float, seed: int) -> di
         kth_name, kth_handle = _kth(by_name, TOP), _kth(by_handle, TOP)
         scan_s.append(time.perf_counter() - t0)
 
-        t0 = time.perf_counter()
-        wide = index.search(text.candidate_keys(q_name, q_handle), WIDE)
-        wide_ids = np.asarray([pid for pid, _ in wide], dtype=np.int64)
-        at = np.zeros(len(wide_ids), dtype=np.intp)
-        text.paired_name_similarities(
-            [q_name], [name_keys[i] for i in wide_ids], at, np.arange(len(wide_ids))
-        )
-        text.paired_handle_similarities(
-            [q_handle], [handle_norms[i] for i in wide_ids], at, np.arange(len(wide_ids))
-        )
-        wide_s.append(time.perf_counter() - t0)
-        longer = index.search(text.candidate_keys(q_name, q_handle), max(MORE_CANDIDATES))
-        longer_ids = np.asarray([pid for pid, _ in longer], dtype=np.int64)
+        other: dict[int, np.ndarray] = {}
+        for size in POOLS:
+            t0 = time.perf_counter()
+            other[size] = np.asarray(
+                name_candidates(index, q_name, q_handle, pool=size), dtype=np.int64
+            )
+            pool_s[size].append(time.perf_counter() - t0)
         recalls = []
         for field, scores, kth in (("name", by_name, kth_name), ("handle", by_handle, kth_handle)):
             got, missed = _recall(cand, scores, kth)
-            for k in MORE_CANDIDATES:
-                more_hits[k] += _recall(longer_ids[:k], scores, kth)[0]
+            for size in POOLS:
+                pool_hits[size] += _recall(other[size], scores, kth)[0]
             found_rel, wanted_rel = _relevant_recall(cand, scores, kth)
             relevant_hits[field] += found_rel
             relevant_slots[field] += wanted_rel
@@ -274,7 +269,7 @@ def run(profiles: int, queries: int, *, unrelated_share: float, seed: int) -> di
             slots[field] += TOP
             recalls.append(got / TOP)
             if got < TOP and len(misses) < 40:
-                q_keys = text.candidate_keys(q_name, q_handle)
+                q_keys = index.buckets(text.candidate_keys(q_name, q_handle))
                 misses.append(
                     {
                         "field": field,
@@ -282,17 +277,14 @@ def run(profiles: int, queries: int, *, unrelated_share: float, seed: int) -> di
                         "query": [query["name"], query["handle"]],
                         "query_keys": [q_name, q_handle],
                         "tenth_score": round(kth, 4),
-                        "lowest_candidate_score": round(float(scores[cand].min()), 4)
-                        if len(cand)
-                        else None,
-                        "least_shared_keys_kept": int(found[-1][1]) if found else None,
+                        "found": got,
                         "missed": [
                             {
                                 "profile": [names[i], handles[i]],
                                 "score": round(float(scores[i]), 4),
                                 "shared_keys": int(
                                     np.intersect1d(
-                                        index.buckets(q_keys),
+                                        q_keys,
                                         index.buckets(
                                             text.candidate_keys(name_keys[i], handle_norms[i])
                                         ),
@@ -323,6 +315,7 @@ def run(profiles: int, queries: int, *, unrelated_share: float, seed: int) -> di
         "queries": len(asked),
         "unrelated_share": unrelated_share,
         "candidates_asked": NAME_CANDIDATES,
+        "pool": pool,
         "brute_force": "rapidfuzz process.cdist over every indexed profile, workers=1: "
         "name_similarity (ratio, token_sort_ratio, damped token_set_ratio) and handle_similarity",
         "build_s": {
@@ -333,16 +326,18 @@ def run(profiles: int, queries: int, *, unrelated_share: float, seed: int) -> di
         "index_bytes_per_profile": round(index.nbytes / profiles, 1),
         "index_ms_per_query": _ms(index_s),
         "brute_force_ms_per_query": _ms(scan_s),
-        f"index_ms_per_query_asking_{WIDE}": _ms(wide_s),
         "speedup": round(speedup, 1),
         "recall_at_10": {
             "name": round(recall_name, 4),
             "handle": round(recall_handle, 4),
             "both": round((hits["name"] + hits["handle"]) / (slots["name"] + slots["handle"]), 4),
         },
-        "recall_at_10_by_candidates_asked": {
-            str(k): round(more_hits[k] / (slots["name"] + slots["handle"]), 4)
-            for k in MORE_CANDIDATES
+        "recall_at_10_by_pool": {
+            str(size): {
+                "recall": round(pool_hits[size] / (slots["name"] + slots["handle"]), 4),
+                "ms_per_query": _ms(pool_s[size]),
+            }
+            for size in POOLS
         },
         "recall_at_10_of_shared_names": {
             "floor": SHARED_NAME,

@@ -544,21 +544,31 @@ def _key(text: str) -> int:
     return int.from_bytes(digest, "little", signed=True)
 
 
+def _grams(text: str) -> list[str]:
+    padded = f"{_PAD_START}{text}{_PAD_END}"
+    return [padded[i : i + _GRAM] for i in range(len(padded) - _GRAM + 1)]
+
+
 def candidate_keys(name_norm: str, handle_norm: str) -> np.ndarray:
     """Sorted unique int64 keys of a profile for the name/handle inverted index.
 
-    Hashed character 3-grams of the name (spaces removed) and of the handle, padded at both
-    ends, plus a key for each whole string. Name and handle share one key space, so a clone
-    whose handle is the original's name ("Jane Doe" -> @janedoe) is found too. The hash is
-    blake2b, stable across processes and machines, so stored keys stay valid.
+    Hashed character 3-grams, padded at both ends, of the name with its spaces removed, of each
+    of its words on its own, and of the handle, plus a key for each whole string. The name's
+    similarity takes the best of the plain and the token-sorted ratio, so its words may come in
+    either order ("eral tocoen" for "tocoen eral"): the grams of each word, padded, are shared
+    whatever the order, where those of the joined name are not. Name and handle share one key
+    space, so a clone whose handle is the original's name ("Jane Doe" -> @janedoe) is found too.
+    The hash is blake2b, stable across processes and machines, so stored keys stay valid.
     """
     keys: set[int] = set()
-    for text in (name_norm.replace(" ", ""), handle_norm):
-        if not text:
-            continue
-        keys.add(_key(_WHOLE + text))
-        padded = f"{_PAD_START}{text}{_PAD_END}"
-        keys.update(map(_key, [padded[i : i + _GRAM] for i in range(len(padded) - _GRAM + 1)]))
+    joined = name_norm.replace(" ", "")
+    for text in (joined, handle_norm):
+        if text:
+            keys.add(_key(_WHOLE + text))
+            keys.update(map(_key, _grams(text)))
+    if joined != name_norm:
+        for word in name_norm.split():
+            keys.update(map(_key, _grams(word)))
     return np.fromiter(sorted(keys), dtype=np.int64, count=len(keys))
 
 

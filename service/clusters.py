@@ -220,6 +220,7 @@ def _local_index(engine: Engine, uploads: Sequence[_Upload]) -> IndexSet:
         avatar_code_bytes=avatar_hashing.CODE_BYTES,
     )
     avatar_ids, avatar_codes, bio_ids, bio_vectors, name_ids, keys = [], [], [], [], [], []
+    name_texts = []
     for i, upload in enumerate(uploads):
         side = upload.side
         if side.avatar_hashes is not None:
@@ -232,13 +233,14 @@ def _local_index(engine: Engine, uploads: Sequence[_Upload]) -> IndexSet:
         if side.name_key or side.handle_norm:
             name_ids.append(i)
             keys.append(text.candidate_keys(side.name_key, side.handle_norm))
+            name_texts.append((side.name_key, side.handle_norm))
     with local.writing():
         if avatar_codes:
             local.avatar.add(np.asarray(avatar_ids, dtype=np.int64), np.concatenate(avatar_codes))
         if bio_vectors:
             local.bio.add(np.asarray(bio_ids, dtype=np.int64), np.stack(bio_vectors))
         if name_ids:
-            local.names.add_many(np.asarray(name_ids, dtype=np.int64), keys)
+            local.names.add_many(np.asarray(name_ids, dtype=np.int64), keys, name_texts)
     return local
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+from rapidfuzz import fuzz, process
 
 from indexers import avatar as avatar_hashing
 from indexers import text
@@ -22,6 +23,7 @@ from models.result import Match, PairEvidence
 from models.scoring import AVATAR_EVIDENCE_FROM, BIO_EVIDENCE_FROM, ScoringModel
 from service.features import columns_of_rows, side_of_row
 from service.indexes import IndexSet
+from service.indexes.base import NameIndex
 from service.screen import ScreenQuery, best_pairs
 from service.store import ComparableRow, ProfileRow, Store
 
@@ -31,6 +33,12 @@ logger = logging.getLogger(__name__)
 AVATAR_CANDIDATES = 32
 BIO_CANDIDATES = 32
 NAME_CANDIDATES = 48
+# The name index proposes a pool ranked by shared n-grams, which the true name and handle
+# similarities then re-rank. How deep in that ranking the most alike names lie grows with the
+# number of indexed names, so the pool does too: a 256th of them, within these bounds.
+NAME_POOL_MIN = 256
+NAME_POOL_MAX = 4_096
+NAME_POOL_SHARE = 256
 # The farthest avatar that is still evidence of a copy (its strength is above 0).
 AVATAR_EVIDENCE_BITS = next(
     bits
@@ -81,6 +89,66 @@ class MatchQuery:
     side: ProfileSide
     key: tuple[str, str]
     exclude_id: int | None
+
+
+def name_pool(indexed: int) -> int:
+    """How many candidates to ask the name index for, when it holds `indexed` profiles."""
+    return min(NAME_POOL_MAX, max(NAME_POOL_MIN, indexed // NAME_POOL_SHARE))
+
+
+def _name_scores(query: str, choices: list[str]) -> np.ndarray:
+    """`text.name_similarity` of one name against many, in rapidfuzz's C loops."""
+    if not query or not choices:
+        return np.zeros(len(choices), dtype=np.float32)
+    plain = process.cdist([query], choices, scorer=fuzz.ratio, dtype=np.float32, workers=1)[0]
+    by_tokens = process.cdist(
+        [query], choices, scorer=fuzz.token_sort_ratio, dtype=np.float32, workers=1
+    )[0]
+    token_set = process.cdist(
+        [query], choices, scorer=fuzz.token_set_ratio, dtype=np.float32, workers=1
+    )[0]
+    damp = np.full(len(choices), 0.75, dtype=np.float32)
+    if " " in query:
+        damp[np.fromiter((" " in c for c in choices), dtype=bool, count=len(choices))] = 0.9
+    best = np.minimum(np.maximum(np.maximum(plain, by_tokens), token_set * damp) / 100.0, 1.0)
+    best[np.fromiter((not c for c in choices), dtype=bool, count=len(choices))] = 0.0
+    return best
+
+
+def _handle_scores(query: str, choices: list[str]) -> np.ndarray:
+    """`text.handle_similarity` of one handle against many."""
+    if not query or not choices:
+        return np.zeros(len(choices), dtype=np.float32)
+    return process.cdist([query], choices, scorer=fuzz.ratio, dtype=np.float32, workers=1)[0] / 100
+
+
+def name_candidates(
+    index: NameIndex,
+    name_key: str,
+    handle_norm: str,
+    *,
+    pool: int,
+    k: int = NAME_CANDIDATES,
+) -> list[int]:
+    """The indexed profiles most alike the query by name or by handle: the `k` of them best
+    by `text.name_similarity` and `text.handle_similarity`, half taken from each ranking in
+    turn (so the most alike by either is there), out of the index's `pool` best by n-grams.
+
+    The n-gram ranking only approximates these similarities (a name can share few grams yet
+    be one letter or one word order away), so it is read deep and re-ranked exactly; the
+    caller's screen then compares the `k` in full."""
+    if not (name_key or handle_norm):
+        return []
+    hits = index.search_texts(text.candidate_keys(name_key, handle_norm), max(pool, k))
+    if len(hits.ids) <= k:
+        return hits.ids.tolist()  # type: ignore[no-any-return]
+    # Stable sorts: among equally alike names, the pool's own order (more shared grams).
+    by_name = np.argsort(-_name_scores(name_key, hits.names), kind="stable")
+    by_handle = np.argsort(-_handle_scores(handle_norm, hits.handles), kind="stable")
+    turns = np.stack([by_name, by_handle], axis=1).reshape(-1)
+    _, first = np.unique(turns, return_index=True)
+    chosen = turns[np.sort(first)][:k]
+    return hits.ids[chosen].tolist()  # type: ignore[no-any-return]
 
 
 def name_popularity(query: ProfileSide, rows: Sequence[ProfileRow | ComparableRow]) -> int:
@@ -160,12 +228,15 @@ class Matcher:
                         if j >= 0:
                             found[i][j] = None
                             (strong if sim > BIO_EVIDENCE_FROM else weak)[i].add(j)
+            named = [q for q in queries if q.name_key or q.handle_norm]
+            pool = name_pool(len(self.indexes.names)) if named else 0
             for i, query in enumerate(queries):
                 if query.name_key or query.handle_norm:
-                    keys = text.candidate_keys(query.name_key, query.handle_norm)
-                    for profile_id, _shared in self.indexes.names.search(keys, NAME_CANDIDATES):
-                        found[i][int(profile_id)] = None
-                        strong[i].add(int(profile_id))
+                    for profile_id in name_candidates(
+                        self.indexes.names, query.name_key, query.handle_norm, pool=pool
+                    ):
+                        found[i][profile_id] = None
+                        strong[i].add(profile_id)
         out = []
         for i, proposed in enumerate(found):
             proposed.pop(exclude_ids[i], None)  # type: ignore[arg-type]

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from service.indexes.ngram import NameHits
 
 IdArray = npt.NDArray[np.int64]
 CodeArray = npt.NDArray[np.uint8]
@@ -79,11 +82,17 @@ class FloatIndex(Protocol):
 
 @runtime_checkable
 class NameIndex(Protocol):
-    """Profile ids by shared name and handle keys (`text.candidate_keys`): `NgramIndex` in
-    memory, `MilvusNameIndex` on a server."""
+    """Profile ids by shared name and handle keys (`text.candidate_keys`), each with its folded
+    name and handle: `NgramIndex` in memory, `MilvusNameIndex` on a server."""
 
-    def add_many(self, ids: npt.ArrayLike, keys_list: Sequence[npt.ArrayLike]) -> None:
-        """Index each id under its keys, replacing its old ones; a later duplicate wins."""
+    def add_many(
+        self,
+        ids: npt.ArrayLike,
+        keys_list: Sequence[npt.ArrayLike],
+        texts: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
+        """Index each id under its keys with its (folded name, handle), replacing its old
+        ones; a later duplicate wins."""
         ...
 
     def remove(self, ids: npt.ArrayLike) -> int:
@@ -92,6 +101,10 @@ class NameIndex(Protocol):
 
     def search(self, keys: npt.ArrayLike, k: int) -> list[tuple[int, int]]:
         """Up to `k` (id, shared key count), most shared first, ties by smaller id."""
+        ...
+
+    def search_texts(self, keys: npt.ArrayLike, k: int) -> NameHits:
+        """`search`'s answer with each id's stored (name, handle), for re-ranking."""
         ...
 
     def compact(self) -> None: ...

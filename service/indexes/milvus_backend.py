@@ -10,7 +10,8 @@ One `MilvusConnection` (a `pymilvus.MilvusClient`) serves four collections named
 - bio: primary key = profile id, the normalized vector, inner product;
 - names: primary key = profile id, the name and handle n-gram keys as a sparse 0/1 vector
   searched by inner product, which counts the keys a candidate shares with the query (the
-  contract of `NgramIndex.search`);
+  contract of `NgramIndex.search`), and the folded name and handle, returned with each hit so
+  that candidates are re-ranked by the true similarity (`NgramIndex.search_texts`);
 - state: one row holding the manifest of what the collections were built from and the last
   change of the store's log applied to them.
 
@@ -33,6 +34,7 @@ import numpy.typing as npt
 
 from models.errors import ConfigurationError
 from service.indexes.base import CodeArray, IdArray, VectorArray
+from service.indexes.ngram import NameHits, Texts
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,10 @@ _NAME_DIM_BITS = 31  # sparse dimensions in [0, 2**31); Milvus allows up to 2**3
 _NO_KEYS_DIM = 1 << _NAME_DIM_BITS  # a profile without keys: no query ever holds this dimension
 _STATE_ROW = 1
 _MANIFEST_MAX = 8_192
+# A stored name or handle is cut to this many characters (at most 4 UTF-8 bytes each): plenty to
+# rank candidates by, within a VARCHAR of _TEXT_MAX bytes.
+_TEXT_CHARS = 1_000
+_TEXT_MAX = 4 * _TEXT_CHARS
 
 
 def _import(module: str) -> Any:
@@ -445,6 +451,8 @@ class MilvusNameIndex:
             schema = self.conn.client.create_schema(auto_id=False)
             schema.add_field("id", dt.INT64, is_primary=True)
             schema.add_field("keys", dt.SPARSE_FLOAT_VECTOR)
+            schema.add_field("name", dt.VARCHAR, max_length=_TEXT_MAX)
+            schema.add_field("handle", dt.VARCHAR, max_length=_TEXT_MAX)
             self.conn.create(
                 name, schema, "keys", {"index_type": "SPARSE_INVERTED_INDEX", "metric_type": "IP"}
             )
@@ -469,19 +477,35 @@ class MilvusNameIndex:
         dims = self.dimensions(keys).tolist()
         return dict.fromkeys(dims or [_NO_KEYS_DIM], 1.0)
 
-    def add(self, profile_id: int, keys: npt.ArrayLike) -> None:
-        """Index `profile_id` under `keys`, replacing any keys it had before."""
-        self.add_many([profile_id], [keys])
+    def add(self, profile_id: int, keys: npt.ArrayLike, texts: Texts | None = None) -> None:
+        """Index `profile_id` under `keys` (and its strings), replacing what it had before."""
+        self.add_many([profile_id], [keys], None if texts is None else [texts])
 
-    def add_many(self, ids: npt.ArrayLike, keys_list: Sequence[npt.ArrayLike]) -> None:
-        """Index many profiles at once; a later duplicate id in the batch wins."""
+    def add_many(
+        self,
+        ids: npt.ArrayLike,
+        keys_list: Sequence[npt.ArrayLike],
+        texts: Sequence[Texts] | None = None,
+    ) -> None:
+        """Index many profiles at once, `texts[i]` the (folded name, handle) of `ids[i]`; a
+        later duplicate id in the batch wins."""
         id_arr = _as_ids(ids)
-        if len(id_arr) != len(keys_list):
-            raise ValueError("ids and keys_list differ in length")
+        if len(id_arr) != len(keys_list) or (texts is not None and len(texts) != len(id_arr)):
+            raise ValueError("ids, keys_list and texts differ in length")
         latest = {int(pid): i for i, pid in enumerate(id_arr.tolist())}
         items = list(latest.items())
         for part in _chunks(len(items)):
-            rows = [{"id": pid, "keys": self._sparse(keys_list[i])} for pid, i in items[part]]
+            rows = []
+            for pid, i in items[part]:
+                name, handle = texts[i] if texts is not None else ("", "")
+                rows.append(
+                    {
+                        "id": pid,
+                        "keys": self._sparse(keys_list[i]),
+                        "name": name[:_TEXT_CHARS],
+                        "handle": handle[:_TEXT_CHARS],
+                    }
+                )
             self.conn.client.upsert(self.collection, rows)
 
     def remove(self, ids: Sequence[int] | npt.ArrayLike) -> int:
@@ -490,6 +514,21 @@ class MilvusNameIndex:
 
     def search(self, keys: npt.ArrayLike, k: int) -> list[tuple[int, int]]:
         """Up to `k` (id, shared key count), most shared first, ties by smaller id."""
+        return [(pid, shared) for pid, shared, _, _ in self._search(keys, k, [])]
+
+    def search_texts(self, keys: npt.ArrayLike, k: int) -> NameHits:
+        """`search`, with each id's stored (name, handle), in one request."""
+        found = self._search(keys, k, ["name", "handle"])
+        return NameHits(
+            np.fromiter((hit[0] for hit in found), dtype=np.int64, count=len(found)),
+            np.fromiter((hit[1] for hit in found), dtype=np.int64, count=len(found)),
+            [hit[2] for hit in found],
+            [hit[3] for hit in found],
+        )
+
+    def _search(
+        self, keys: npt.ArrayLike, k: int, fields: list[str]
+    ) -> list[tuple[int, int, str, str]]:
         dims = self.dimensions(keys).tolist()
         if k <= 0 or not dims:
             return []
@@ -499,11 +538,15 @@ class MilvusNameIndex:
             limit=min(k, MAX_LIMIT),
             anns_field="keys",
             search_params={"metric_type": "IP"},
-            output_fields=[],
+            output_fields=fields,
             consistency_level=CONSISTENCY,
         )
-        found = [(int(hit["id"]), int(round(float(hit["distance"])))) for hit in hits[0]]
-        found = [(pid, shared) for pid, shared in found if shared > 0]
+        found = []
+        for hit in hits[0]:
+            shared = int(round(float(hit["distance"])))
+            if shared > 0:
+                row = hit.get("entity") or {}
+                found.append((int(hit["id"]), shared, row.get("name", ""), row.get("handle", "")))
         return sorted(found, key=lambda item: (-item[1], item[0]))
 
     def compact(self) -> None:

@@ -7,7 +7,10 @@ Layout, chosen to stay compact and fast at millions of profiles:
   (uint32 ids while every id fits, so ~4 bytes per posting);
 - a small mutable *delta* (bucket -> set of ids, id -> its buckets) takes recent adds;
 - *stale* ids are base ids whose base postings no longer count (removed, or re-added with new
-  keys that now live in the delta); they are filtered at query time and purged by `compact()`.
+  keys that now live in the delta); they are filtered at query time and purged by `compact()`;
+- each profile's comparison strings (folded name, handle), when given, are kept beside its
+  postings as UTF-8 in one flat buffer (about 25 bytes a profile), so the candidates of a search
+  can be re-ranked by the true similarity without a trip to the store (`search_texts`).
 
 A query reads only the posting lists of its own buckets, never the whole index.
 """
@@ -17,14 +20,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Self
+from typing import NamedTuple, Self
 
 import numpy as np
 import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _U32_LIMIT = np.iinfo(np.uint32).max
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads any key bits evenly
 
@@ -36,6 +39,32 @@ def _runs(values: npt.NDArray[np.integer]) -> tuple[npt.NDArray[np.integer], npt
     np.not_equal(values[1:], values[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     return values[starts], np.diff(starts, append=len(values))
+
+
+class NameHits(NamedTuple):
+    """A search's ids, most shared keys first, with each one's count and stored strings."""
+
+    ids: npt.NDArray[np.int64]
+    shared: npt.NDArray[np.int64]
+    names: list[str]
+    handles: list[str]
+
+
+Texts = tuple[str, str]  # (folded name, folded handle) of one profile
+_NO_TEXT: Texts = ("", "")
+
+
+def _top_counts(
+    ids: npt.NDArray[np.integer], counts: npt.NDArray[np.intp], k: int
+) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.intp]]:
+    """The ids whose count is at least the k-th largest (every one tied with it kept). Counts
+    are small integers, so the k-th largest comes from their histogram, not a partition."""
+    if len(ids) <= k:
+        return ids, counts
+    at_least = np.cumsum(np.bincount(counts)[::-1])[::-1]
+    kth = int(np.flatnonzero(at_least >= k)[-1])
+    keep = counts >= kth
+    return ids[keep], counts[keep]
 
 
 def _sorted_unique(values: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
@@ -61,6 +90,7 @@ class NgramIndex:
         stop_fraction: float = 0.05,
         min_stop_postings: int = 1_000,
         max_postings: int = 200_000,
+        wide_postings: int = 2_000_000,
         delta_limit: int = 10_000,
     ) -> None:
         if not 8 <= bucket_bits <= 30:
@@ -69,6 +99,7 @@ class NgramIndex:
         self.stop_fraction = stop_fraction
         self.min_stop_postings = min_stop_postings
         self.max_postings = max_postings
+        self.wide_postings = wide_postings
         self.delta_limit = delta_limit
         n_buckets = 1 << bucket_bits
         self._offsets: npt.NDArray[np.integer] = np.zeros(n_buckets + 1, dtype=np.uint32)
@@ -78,6 +109,14 @@ class NgramIndex:
         self._stale_sorted: npt.NDArray[np.int64] | None = None
         self._delta_inv: dict[int, set[int]] = {}
         self._delta_keys: dict[int, npt.NDArray[np.int64]] = {}
+        # Base profiles' strings: name then handle of base position p span
+        # _text[_text_offsets[2p] : _text_offsets[2p + 1] : _text_offsets[2p + 2]].
+        self._text = b""
+        self._text_offsets: npt.NDArray[np.int64] = np.zeros(1, dtype=np.int64)
+        self._delta_texts: dict[int, Texts] = {}
+        self._key_counts: npt.NDArray[np.uint8] = np.zeros(
+            0, dtype=np.uint8
+        )  # buckets, per base id
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -109,7 +148,14 @@ class NgramIndex:
     @property
     def nbytes(self) -> int:
         """Approximate bytes held by the compact base arrays (the delta is extra, and small)."""
-        return int(self._offsets.nbytes + self._postings.nbytes + self._base_ids.nbytes)
+        return int(
+            self._offsets.nbytes
+            + self._postings.nbytes
+            + self._base_ids.nbytes
+            + len(self._text)
+            + self._text_offsets.nbytes
+            + self._key_counts.nbytes
+        )
 
     @property
     def pending_changes(self) -> int:
@@ -122,28 +168,39 @@ class NgramIndex:
 
     # -- writes -----------------------------------------------------------------------------
 
-    def add(self, profile_id: int, keys: npt.ArrayLike) -> None:
-        """Index `profile_id` under `keys`, replacing any keys it had before."""
+    def add(self, profile_id: int, keys: npt.ArrayLike, texts: Texts | None = None) -> None:
+        """Index `profile_id` under `keys`, replacing any keys (and strings) it had before.
+
+        `texts` is the profile's (folded name, folded handle), returned with it by
+        `search_texts`; empty strings when not given."""
         pid = int(profile_id)
         self._forget(pid)
         buckets = self.buckets(keys)
         self._delta_keys[pid] = buckets
+        self._delta_texts[pid] = texts or _NO_TEXT
         for b in buckets.tolist():
             self._delta_inv.setdefault(b, set()).add(pid)
         self._maybe_compact()
 
-    def add_many(self, ids: npt.ArrayLike, keys_list: Sequence[npt.ArrayLike]) -> None:
-        """Index many profiles at once; a later duplicate id in the batch wins.
+    def add_many(
+        self,
+        ids: npt.ArrayLike,
+        keys_list: Sequence[npt.ArrayLike],
+        texts: Sequence[Texts] | None = None,
+    ) -> None:
+        """Index many profiles at once, `texts[i]` the strings of `ids[i]` (see `add`); a later
+        duplicate id in the batch wins.
 
         Small batches go to the delta; large ones are merged straight into the base, so a
         rebuild of millions of profiles costs a few vectorised merges, not millions of dict ops.
         """
         id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if len(id_arr) != len(keys_list):
-            raise ValueError("ids and keys_list differ in length")
+        if len(id_arr) != len(keys_list) or (texts is not None and len(texts) != len(id_arr)):
+            raise ValueError("ids, keys_list and texts differ in length")
+        all_texts: Sequence[Texts] = texts if texts is not None else [_NO_TEXT] * len(id_arr)
         if len(id_arr) < max(1, self.delta_limit // 4):
-            for pid, keys in zip(id_arr.tolist(), keys_list, strict=True):
-                self.add(pid, keys)
+            for pid, keys, pair in zip(id_arr.tolist(), keys_list, all_texts, strict=True):
+                self.add(pid, keys, pair)
             return
         _, first_rev = np.unique(id_arr[::-1], return_index=True)
         keep = np.sort(len(id_arr) - 1 - first_rev)
@@ -165,7 +222,8 @@ class NgramIndex:
             first = np.ones(len(order), dtype=bool)
             first[1:] = (np.diff(pair_ids) != 0) | (np.diff(pair_buckets) != 0)
             pair_ids, pair_buckets = pair_ids[first], pair_buckets[first]
-        self._install(*self._merged(pair_buckets, pair_ids, id_arr))
+        extra_texts = [all_texts[i] for i in keep.tolist()]
+        self._install(*self._merged(pair_buckets, pair_ids, id_arr, extra_texts))
 
     def remove(self, ids: Iterable[int] | npt.ArrayLike) -> int:
         """Remove profiles; return how many were present. They never match again."""
@@ -189,6 +247,7 @@ class NgramIndex:
         """Make every posting of `pid` stop counting; 1 if it was present."""
         present = 0
         old = self._delta_keys.pop(pid, None)
+        self._delta_texts.pop(pid, None)
         if old is not None:
             present = 1
             for b in old.tolist():
@@ -211,19 +270,24 @@ class NgramIndex:
         """Fold the delta into the base and purge stale postings; searches give the same ids."""
         if self.pending_changes:
             empty = np.zeros(0, dtype=np.int64)
-            self._install(*self._merged(empty, empty, empty))
+            self._install(*self._merged(empty, empty, empty, []))
 
     def _install(
         self,
         offsets: npt.NDArray[np.integer],
         postings: npt.NDArray[np.integer],
         base_ids: npt.NDArray[np.int64],
+        text: bytes,
+        text_offsets: npt.NDArray[np.int64],
+        key_counts: npt.NDArray[np.uint8],
     ) -> None:
         self._offsets, self._postings, self._base_ids = offsets, postings, base_ids
+        self._text, self._text_offsets, self._key_counts = text, text_offsets, key_counts
         self._stale = set()
         self._stale_sorted = None
         self._delta_inv = {}
         self._delta_keys = {}
+        self._delta_texts = {}
 
     def _stale_array(self) -> npt.NDArray[np.int64]:
         stale = self._stale_sorted
@@ -237,8 +301,17 @@ class NgramIndex:
         extra_buckets: npt.NDArray[np.int64],
         extra_ids: npt.NDArray[np.int64],
         extra_profiles: npt.NDArray[np.int64],
-    ) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.integer], npt.NDArray[np.int64]]:
-        """New (offsets, postings, base_ids): base minus stale, plus delta, plus `extra_*`.
+        extra_texts: Sequence[Texts],
+    ) -> tuple[
+        npt.NDArray[np.integer],
+        npt.NDArray[np.integer],
+        npt.NDArray[np.int64],
+        bytes,
+        npt.NDArray[np.int64],
+        npt.NDArray[np.uint8],
+    ]:
+        """New (offsets, postings, base_ids, text, text_offsets, key_counts): base minus stale,
+        plus delta, plus `extra_*` (profiles in neither the delta nor the live base).
 
         Pure: reads the current state, changes nothing, so `save` can use it under a read lock.
         The base stays bucket-sorted, so new postings are spliced in with one `np.insert`
@@ -266,11 +339,25 @@ class NgramIndex:
         new_buckets, new_ids = new_buckets[order], new_ids[order]
 
         base_ids = self._base_ids
+        kept_at = np.arange(len(base_ids))
         if len(stale):
-            base_ids = np.setdiff1d(base_ids, stale, assume_unique=True)
-        base_ids = np.union1d(
-            base_ids, np.concatenate([np.asarray(delta_ids, dtype=np.int64), extra_profiles])
-        ).astype(np.int64)
+            kept_at = kept_at[~np.isin(base_ids, stale)]
+            base_ids = base_ids[kept_at]
+        added = np.concatenate([np.asarray(delta_ids, dtype=np.int64), extra_profiles])
+        added_texts = [self._delta_texts.get(p, _NO_TEXT) for p in delta_ids] + list(extra_texts)
+        # Buckets of each extra profile (one posting per bucket; none for a profile without keys).
+        extra_counts = np.zeros(len(extra_profiles), dtype=np.int64)
+        if len(extra_ids):
+            seen, counted = np.unique(extra_ids, return_counts=True)
+            at = np.searchsorted(seen, extra_profiles)
+            hit = at < len(seen)
+            hit[hit] = seen[at[hit]] == extra_profiles[hit]
+            extra_counts[hit] = counted[at[hit]]
+        added_counts = np.concatenate([delta_len, extra_counts])
+        text, text_offsets, key_counts = self._merged_texts(
+            base_ids, kept_at, added, added_texts, added_counts
+        )
+        base_ids = np.union1d(base_ids, added).astype(np.int64)
 
         id_dtype: type[np.integer] = np.uint32
         if len(base_ids) and (base_ids[0] < 0 or base_ids[-1] > _U32_LIMIT):
@@ -290,7 +377,62 @@ class NgramIndex:
         off_dtype = np.uint32 if total <= _U32_LIMIT else np.int64
         offsets: npt.NDArray[np.integer] = np.zeros(n_buckets + 1, dtype=off_dtype)
         np.cumsum(counts, out=offsets[1:])
-        return offsets, postings, base_ids
+        return offsets, postings, base_ids, text, text_offsets, key_counts
+
+    def _merged_texts(
+        self,
+        kept_ids: npt.NDArray[np.int64],
+        kept_at: npt.NDArray[np.intp],
+        added: npt.NDArray[np.int64],
+        added_texts: Sequence[Texts],
+        added_counts: npt.NDArray[np.integer],
+    ) -> tuple[bytes, npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+        """The strings and key counts of the kept base ids (at base positions `kept_at`,
+        ascending ids) and of `added` (none of them kept), in the order of their union's ids:
+        the kept strings are copied in runs, so the cost is one pass over the buffer plus a
+        step per added or dropped id."""
+        old, old_off = self._text, self._text_offsets
+        order = np.argsort(added, kind="stable")
+        added = added[order]
+        added_counts = np.minimum(np.asarray(added_counts, dtype=np.int64)[order], 255)
+        encoded = [(added_texts[i][0].encode(), added_texts[i][1].encode()) for i in order.tolist()]
+        # Lengths (name, handle) of every profile in the merged order.
+        kept_lengths = np.diff(old_off)[
+            np.stack([2 * kept_at, 2 * kept_at + 1], axis=1).reshape(-1)
+        ].reshape(-1, 2)
+        added_lengths = np.asarray([(len(n), len(h)) for n, h in encoded], dtype=np.int64)
+        slots = np.searchsorted(kept_ids, added) + np.arange(len(added))
+        lengths = np.zeros((len(kept_ids) + len(added), 2), dtype=np.int64)
+        is_added = np.zeros(len(lengths), dtype=bool)
+        is_added[slots] = True
+        lengths[is_added] = added_lengths.reshape(-1, 2)
+        lengths[~is_added] = kept_lengths
+        offsets = np.zeros(2 * len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths.reshape(-1), out=offsets[1:])
+        key_counts = np.zeros(len(lengths), dtype=np.uint8)
+        key_counts[is_added] = added_counts
+        key_counts[~is_added] = self._key_counts[kept_at]
+        # Kept positions run on contiguously until a dropped id or an added one breaks them.
+        view = memoryview(old)
+        before = np.searchsorted(kept_ids, added)  # kept ids ahead of each added one
+        breaks = np.flatnonzero(np.diff(kept_at) != 1) + 1
+        cuts = np.union1d(np.union1d(breaks, before), [0, len(kept_at)]).tolist()
+        added_at: dict[int, list[int]] = {}
+        for i, b in enumerate(before.tolist()):
+            added_at.setdefault(b, []).append(i)
+        pieces: list[bytes | memoryview] = []
+        for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+            for i in added_at.get(lo, ()):
+                pieces.extend(encoded[i])
+            if hi > lo:
+                first, last = int(kept_at[lo]), int(kept_at[hi - 1])
+                pieces.append(view[int(old_off[2 * first]) : int(old_off[2 * last + 2])])
+        if len(kept_at):
+            for i in added_at.get(len(kept_at), ()):
+                pieces.extend(encoded[i])
+        else:
+            pieces = [part for pair in encoded for part in pair]
+        return b"".join(pieces), offsets, key_counts
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -303,27 +445,76 @@ class NgramIndex:
         are read rarest first until `max_postings` ids were read (at least 3 buckets), so a
         query's cost stays bounded however common its grams are.
         """
-        if k <= 0 or not len(self):
+        if k <= 0:
             return []
+        ids, counts, _ = self._shared_counts(keys, skip_stop_grams=True, budget=self.max_postings)
+        ids, counts = _top_counts(ids, counts, k)
+        order = np.lexsort((ids, -counts))[:k]
+        return list(zip(ids[order].tolist(), counts[order].tolist(), strict=True))
+
+    def search_texts(self, keys: npt.ArrayLike, k: int) -> NameHits:
+        """Up to `k` ids ranked for re-ranking by a string similarity, with their strings.
+
+        Unlike `search`, every bucket of the query is read (rarest first, up to
+        `wide_postings`), and ids are ranked by the Dice coefficient of their buckets and the
+        query's, 2 * shared / (query's + theirs), rather than by the shared count alone: a
+        short name sharing 4 of its 8 grams is likelier to be alike than a long one sharing 4
+        of 20. Only the `2 * k` ids sharing the most (with ties) are weighed so. The answer is
+        best first; among equal coefficients, more shared first, then smaller id.
+        """
+        if k <= 0:
+            return NameHits(np.zeros(0, np.int64), np.zeros(0, np.int64), [], [])
+        found, counts, n_query = self._shared_counts(
+            keys, skip_stop_grams=False, budget=self.wide_postings
+        )
+        found, counts = _top_counts(found, counts, 2 * k)
+        ids: npt.NDArray[np.int64] = found.astype(np.int64, copy=False)
+        dice = counts / (n_query + self._key_counts_of(ids))
+        if len(ids) > k:
+            best = np.argpartition(-dice, k - 1)[:k]
+            ids, counts, dice = ids[best], counts[best], dice[best]
+        order = np.lexsort((ids, -counts, -dice))
+        return NameHits(ids[order], counts[order].astype(np.int64), *self.texts(ids[order]))
+
+    def _key_counts_of(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """How many buckets each held id has."""
+        out = np.zeros(len(ids), dtype=np.int64)
+        if len(self._base_ids) and len(ids):
+            at = np.minimum(np.searchsorted(self._base_ids, ids), len(self._base_ids) - 1)
+            out = self._key_counts[at].astype(np.int64)
+        if self._delta_keys and len(ids):
+            recent = self._delta_keys.keys() & set(ids.tolist())
+            if recent:
+                for i in np.flatnonzero(np.isin(ids, list(recent))).tolist():
+                    out[i] = len(self._delta_keys[int(ids[i])])
+        return out
+
+    def _shared_counts(
+        self, keys: npt.ArrayLike, *, skip_stop_grams: bool, budget: int
+    ) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.intp], int]:
+        """(ids, shared bucket counts) of every id sharing a bucket read, ids ascending, and
+        the query's number of buckets."""
+        empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.intp)
         buckets = self.buckets(keys)
-        if not len(buckets):
-            return []
+        if not len(buckets) or not len(self):
+            return (*empty, len(buckets))
         starts = self._offsets[buckets].astype(np.int64)
         ends = self._offsets[buckets + 1].astype(np.int64)
         delta_sets = [self._delta_inv.get(b) for b in buckets.tolist()]
         sizes = ends - starts + np.fromiter((len(s) if s else 0 for s in delta_sets), np.int64)
-        limit = max(self.min_stop_postings, self.stop_fraction * len(self))
         by_size = np.argsort(sizes, kind="stable")
-        by_size = by_size[sizes[by_size] > 0]
-        use = by_size[sizes[by_size] <= limit]
-        if not len(use):
-            use = by_size[:3]
+        use = by_size = by_size[sizes[by_size] > 0]
+        if skip_stop_grams:
+            limit = max(self.min_stop_postings, self.stop_fraction * len(self))
+            use = by_size[sizes[by_size] <= limit]
+            if not len(use):
+                use = by_size[:3]
         # Rarest buckets first, within a budget of postings: bounds the cost of a query.
-        within = np.cumsum(sizes[use]) <= self.max_postings
+        within = np.cumsum(sizes[use]) <= budget
         within[: min(3, len(within))] = True
         use = use[within]
         if not len(use):
-            return []
+            return (*empty, len(buckets))
         parts = [self._postings[starts[i] : ends[i]] for i in use.tolist()]
         # Hits stay in the postings' own (narrow) dtype: sorting them is most of a query's cost.
         base_hits = np.concatenate(parts) if parts else np.zeros(0, self._postings.dtype)
@@ -336,17 +527,35 @@ class NgramIndex:
             else base_hits
         )
         if not len(hits):
-            return []
+            return (*empty, len(buckets))
         ids, counts = _runs(hits)
-        if len(ids) > k:
-            # Keep every id tied with the k-th count, then order exactly. Counts are small
-            # integers, so the k-th largest comes from their histogram, not a partition.
-            at_least = np.cumsum(np.bincount(counts)[::-1])[::-1]
-            kth = int(np.flatnonzero(at_least >= k)[-1])
-            keep = counts >= kth
-            ids, counts = ids[keep], counts[keep]
-        order = np.lexsort((ids, -counts))[:k]
-        return list(zip(ids[order].tolist(), counts[order].tolist(), strict=True))
+        return ids, counts, len(buckets)
+
+    def texts(self, ids: npt.ArrayLike) -> tuple[list[str], list[str]]:
+        """The stored (names, handles) of `ids`, which must be held; "" where none was given."""
+        id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if not len(id_arr):
+            return [], []
+        if len(self._base_ids):
+            at = 2 * np.minimum(np.searchsorted(self._base_ids, id_arr), len(self._base_ids) - 1)
+            off = self._text_offsets
+            bounds: Iterable[tuple[int, int, int]] = zip(
+                off[at].tolist(), off[at + 1].tolist(), off[at + 2].tolist(), strict=True
+            )
+        else:
+            bounds = ((0, 0, 0),) * len(id_arr)
+        text, delta = self._text, self._delta_texts
+        names: list[str] = []
+        handles: list[str] = []
+        for pid, (lo, mid, hi) in zip(id_arr.tolist(), bounds, strict=True):
+            pair = delta.get(pid)
+            if pair is None:
+                names.append(text[lo:mid].decode())
+                handles.append(text[mid:hi].decode())
+            else:
+                names.append(pair[0])
+                handles.append(pair[1])
+        return names, handles
 
     # -- persistence ------------------------------------------------------------------------
 
@@ -354,9 +563,11 @@ class NgramIndex:
         """Write the compacted state to `path` (npz, no pickle); does not mutate the index."""
         if self.pending_changes:
             empty = np.zeros(0, dtype=np.int64)
-            offsets, postings, base_ids = self._merged(empty, empty, empty)
+            merged = self._merged(empty, empty, empty, [])
+            offsets, postings, base_ids, text, text_offsets, key_counts = merged
         else:
             offsets, postings, base_ids = self._offsets, self._postings, self._base_ids
+            text, text_offsets, key_counts = self._text, self._text_offsets, self._key_counts
         with open(path, "wb") as fh:
             np.savez(
                 fh,
@@ -365,6 +576,9 @@ class NgramIndex:
                 offsets=offsets,
                 postings=postings,
                 base_ids=base_ids,
+                text=np.frombuffer(text, dtype=np.uint8),
+                text_offsets=text_offsets,
+                key_counts=key_counts,
             )
 
     @classmethod
@@ -375,6 +589,7 @@ class NgramIndex:
         stop_fraction: float = 0.05,
         min_stop_postings: int = 1_000,
         max_postings: int = 200_000,
+        wide_postings: int = 2_000_000,
         delta_limit: int = 10_000,
     ) -> Self:
         """Read an index written by `save`; ValueError when the file is not one."""
@@ -387,10 +602,21 @@ class NgramIndex:
                 stop_fraction=stop_fraction,
                 min_stop_postings=min_stop_postings,
                 max_postings=max_postings,
+                wide_postings=wide_postings,
                 delta_limit=delta_limit,
             )
             offsets, postings, base_ids = data["offsets"], data["postings"], data["base_ids"]
+            text, text_offsets = data["text"].tobytes(), data["text_offsets"].astype(np.int64)
+            key_counts = data["key_counts"].astype(np.uint8)
         if len(offsets) != index.n_buckets + 1 or int(offsets[-1]) != len(postings):
             raise ValueError(f"{path}: inconsistent ngram arrays")
-        index._install(offsets, postings, base_ids.astype(np.int64, copy=False))
+        if (
+            len(text_offsets) != 2 * len(base_ids) + 1
+            or int(text_offsets[-1]) != len(text)
+            or len(key_counts) != len(base_ids)
+        ):
+            raise ValueError(f"{path}: inconsistent ngram strings")
+        index._install(
+            offsets, postings, base_ids.astype(np.int64, copy=False), text, text_offsets, key_counts
+        )
         return index

@@ -489,3 +489,14 @@ def test_batched_name_and_handle_similarities_equal_the_pairwise_measures() -> N
         assert paired_handles[k] == pytest.approx(
             text.handle_similarity(handles[i], handles[j]), abs=1e-6
         )
+
+
+def test_candidate_keys_hold_each_word_so_word_order_does_not_hide_a_name() -> None:
+    # "Eral Tocoen" is 0.9 alike "Tocoen Eral" (token-sorted ratio): each word's padded grams
+    # are shared whatever the order, where the joined name's grams across the gap are not.
+    forward, swapped = _keys("Tocoen Eral", ""), _keys("Eral Tocoen", "")
+    words = {text._key(gram) for word in ("tocoen", "eral") for gram in text._grams(word)}
+    assert words <= forward and words <= swapped
+    assert len(forward & swapped) >= len(words)
+    # A one-word name adds nothing beyond its joined grams (so its keys are unchanged).
+    assert _keys("Tocoen", "") == set(candidate_keys("tocoen", "").tolist())

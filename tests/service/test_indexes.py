@@ -521,3 +521,73 @@ def test_a_large_binary_index_becomes_an_inverted_file_and_still_finds_near_copi
     loaded = FaissBinaryIndex.load(tmp_path / "avatar.index")
     assert loaded.is_inverted_file and len(loaded) == len(index)
     assert np.array_equal(loaded.search(copies[:20], 5)[1], index.search(copies[:20], 5)[1])
+
+
+@pytest.mark.parametrize("stage", ["delta", "compacted", "saved"])
+def test_ngram_keeps_each_profiles_strings_through_replace_remove_and_save(
+    stage: str, tmp_path: Path
+) -> None:
+    index = _small_ngram(delta_limit=8)
+    ids = np.arange(1, 41)
+    index.add_many(ids, [np.array([pid, 7]) for pid in ids], [(f"n{p}", f"h{p}") for p in ids])
+    index.add(5, np.array([5, 7]), ("jané dœ", "janedoe"))  # replaced, with non-ASCII text
+    index.add(41, np.array([41, 7]))  # no strings given: empty ones
+    index.remove([7])
+    index.add_many([9, 50], [np.array([9]), np.array([50, 7])], [("nine", ""), ("", "fifty")])
+    if stage in ("compacted", "saved"):
+        index.compact()
+    if stage == "saved":
+        index.save(tmp_path / "n.npz")
+        index = NgramIndex.load(tmp_path / "n.npz")
+    names, handles = index.texts([5, 41, 9, 50, 1, 40])
+    assert names == ["jané dœ", "", "nine", "", "n1", "n40"]
+    assert handles == ["janedoe", "", "", "fifty", "h1", "h40"]
+    hits = index.search_texts(np.array([7]), 100)
+    assert 7 not in hits.ids.tolist() and len(hits.ids) == 40
+    at = hits.ids.tolist().index(5)
+    assert (hits.names[at], hits.handles[at]) == ("jané dœ", "janedoe")
+
+
+def test_ngram_search_texts_reads_every_gram_and_ranks_by_dice() -> None:
+    index = _small_ngram(min_stop_postings=10, bucket_bits=20)  # no bucket shared by chance
+    # 2 shares 3 of its 4 keys with the query; 1 shares 4 of its 40: Dice puts 2 first,
+    # the shared count alone would put 1 first.
+    index.add(1, np.array([1, 2, 3, 4, *range(100, 136)]), ("long", ""))
+    index.add(2, np.array([1, 2, 3, 99]), ("short", ""))
+    # Key 1 becomes a stop-gram: 40 more profiles of 10 keys hold it (Dice 2/14 each).
+    index.add_many(
+        np.arange(10, 50), [np.array([1, *range(1000 * i, 1000 * i + 9)]) for i in range(1, 41)]
+    )
+    assert index.search(np.array([1, 2, 3, 4]), 2) == [(1, 3), (2, 2)]  # stop-gram skipped
+    hits = index.search_texts(np.array([1, 2, 3, 4]), 2)
+    assert hits.ids.tolist() == [2, 1] and hits.shared.tolist() == [3, 4]
+    assert hits.names == ["short", "long"]
+    index.compact()  # the same from the base's stored key counts
+    assert index.search_texts(np.array([1, 2, 3, 4]), 2).ids.tolist() == [2, 1]
+
+
+def test_name_candidates_are_the_most_alike_by_name_and_by_handle_not_by_shared_grams() -> None:
+    from indexers import text
+    from service.matcher import name_candidates, name_pool
+
+    index = NgramIndex()
+    profiles = {
+        1: ("eral tocoen", "qqzzwwxx"),  # the same name, words swapped (token-sorted: 1.0)
+        2: ("vvbbnnmm", "tocoeneral"),  # the same handle
+        # Near copies of both, sharing more grams in all than 1 or 2 do.
+        **{
+            pid: (f"tocoen eral{c}", f"tocoeneral{c}")
+            for pid, c in zip(range(3, 11), "bcdfghjk", strict=True)
+        },
+    }
+    ids = list(profiles)
+    index.add_many(
+        ids, [text.candidate_keys(*profiles[p]) for p in ids], [profiles[p] for p in ids]
+    )
+    query = ("tocoen eral", "tocoeneral")
+    by_grams = [pid for pid, _ in index.search(text.candidate_keys(*query), 2)]
+    assert 1 not in by_grams  # the swapped name shares fewer grams than the near copies
+    assert sorted(name_candidates(index, *query, pool=20, k=2)) == [1, 2]
+    assert set(name_candidates(index, *query, pool=20, k=48)) == set(ids)
+    assert name_candidates(index, "", "", pool=20) == []
+    assert name_pool(1_000) == 256 and name_pool(1_000_000) == 1_000_000 // 256
