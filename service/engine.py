@@ -237,10 +237,15 @@ class Engine:
         # Two stages: while one batch is written (store, indexes, watchlist), the next is read
         # (parsed, avatars decoded and hashed, bios embedded). Decoders and the model release
         # the GIL, so the write of one batch and the model call of the next share the cores.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read") as readers:
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-read") as readers,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-embed") as embedders,
+        ):
             ahead: Future[_ReadBatch] | None = None
             for batch in batches:
-                reading = readers.submit(self._ingest_read, batch, base_dir=base_dir)
+                reading = readers.submit(
+                    self._ingest_read, batch, base_dir=base_dir, embedders=embedders
+                )
                 if ahead is not None:
                     report.outcomes.extend(self._ingest_write(ahead.result()))
                     if progress is not None:
@@ -252,35 +257,48 @@ class Engine:
                     progress(len(report.outcomes))
         return report
 
-    def _ingest_read(self, batch: list[tuple[str, Any]], *, base_dir: Path | None) -> _ReadBatch:
+    def _ingest_read(
+        self, batch: list[tuple[str, Any]], *, base_dir: Path | None, embedders: ThreadPoolExecutor
+    ) -> _ReadBatch:
         """A batch parsed, its avatars hashed and its bios embedded; nothing written yet."""
         outcomes: list[RecordOutcome | None] = [None] * len(batch)
-        prepared: list[_Prepared] = []
+        parsed: list[tuple[int, str, ProfileRecord]] = []
         for position, (where, raw) in enumerate(batch):
             try:
                 if isinstance(raw, BaseException):
                     raise raw
-                record = parse_record(raw, where=where)
-                avatar = self.avatars.read(record, base_dir=base_dir)
+                parsed.append((position, where, parse_record(raw, where=where)))
             except CloneFinderError as exc:
                 outcomes[position] = _rejected(where, raw, exc)
+        # The model embeds in its own thread while this one decodes and hashes the avatars:
+        # both release the GIL, and the avatars no longer wait for the model or it for them.
+        embedding = embedders.submit(self.embedder.embed_bios, [r.bio for _, _, r in parsed])
+        avatars: list[Avatar | None | CloneFinderError] = []
+        for _, _, record in parsed:
+            try:
+                avatars.append(self.avatars.read(record, base_dir=base_dir))
+            except CloneFinderError as exc:
+                avatars.append(exc)
+        prepared: list[_Prepared] = []
+        writes = []
+        for (position, where, record), avatar, vector in zip(
+            parsed, avatars, embedding.result(), strict=True
+        ):
+            if isinstance(avatar, CloneFinderError):
+                outcomes[position] = _rejected(where, batch[position][1], avatar)
                 continue
             prepared.append(_Prepared(position, where, record, avatar))
-        writes = []
-        if prepared:
-            vectors = self.embedder.embed_bios([p.record.bio for p in prepared])
-            for p, vector in zip(prepared, vectors, strict=True):
-                name_key, handle_norm = name_keys(p.record.display_name, p.record.handle)
-                writes.append(
-                    ProfileWrite(
-                        record=p.record,
-                        avatar=p.avatar.blob if p.avatar else None,
-                        avatar_hashes=p.avatar.hashes.tobytes() if p.avatar else None,
-                        bio_vector=None if vector is None else vector.tobytes(),
-                        name_key=name_key,
-                        handle_norm=handle_norm,
-                    )
+            name_key, handle_norm = name_keys(record.display_name, record.handle)
+            writes.append(
+                ProfileWrite(
+                    record=record,
+                    avatar=avatar.blob if avatar else None,
+                    avatar_hashes=avatar.hashes.tobytes() if avatar else None,
+                    bio_vector=None if vector is None else vector.tobytes(),
+                    name_key=name_key,
+                    handle_norm=handle_norm,
                 )
+            )
         return _ReadBatch(outcomes, prepared, writes)
 
     def _ingest_write(self, read: _ReadBatch) -> list[RecordOutcome]:
