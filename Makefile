@@ -36,7 +36,7 @@ bench-quality:
 	$(BIN)/python -m bench.quality
 
 bench-speed:
-	$(BIN)/python -m bench.speed --profiles 100000
+	$(BIN)/python -m bench.speed --profiles 1000000
 
 bench-scan:
 	$(BIN)/python -m bench.scan --profiles 100000
