@@ -532,6 +532,7 @@ def test_ngram_keeps_each_profiles_strings_through_replace_remove_and_save(
     index.add_many(ids, [np.array([pid, 7]) for pid in ids], [(f"n{p}", f"h{p}") for p in ids])
     index.add(5, np.array([5, 7]), ("jané dœ", "janedoe"))  # replaced, with non-ASCII text
     index.add(41, np.array([41, 7]))  # no strings given: empty ones
+    index.add(12, np.array([12, 7]), ("nul\0inside", "h12"))  # texts are read NUL-joined
     index.remove([7])
     index.add_many([9, 50], [np.array([9]), np.array([50, 7])], [("nine", ""), ("", "fifty")])
     if stage in ("compacted", "saved"):
@@ -542,6 +543,7 @@ def test_ngram_keeps_each_profiles_strings_through_replace_remove_and_save(
     names, handles = index.texts([5, 41, 9, 50, 1, 40])
     assert names == ["jané dœ", "", "nine", "", "n1", "n40"]
     assert handles == ["janedoe", "", "", "fifty", "h1", "h40"]
+    assert index.texts([12, 1]) == (["nul\0inside", "n1"], ["h12", "h1"])
     hits = index.search_texts(np.array([7]), 100)
     assert 7 not in hits.ids.tolist() and len(hits.ids) == 40
     at = hits.ids.tolist().index(5)
