@@ -31,13 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rapidfuzz import fuzz, process
 
 from bench.generate import _name, generated_profiles
 from indexers import text
 from models.scoring import SHARED_NAME
 from service.indexes.ngram import NgramIndex
-from service.matcher import NAME_CANDIDATES, name_candidates, name_pool
+from service.matcher import (
+    NAME_CANDIDATES,
+    handle_scores,
+    name_candidates,
+    name_pool,
+    name_scores,
+)
 from training import transforms as tf
 
 RESULTS = Path(__file__).resolve().parent / "results" / "name_search.json"
@@ -121,34 +126,6 @@ def make_queries(
             }
         )
     return queries
-
-
-def name_scores(query: str, choices: list[str]) -> np.ndarray:
-    """`text.name_similarity` of `query` against every choice, in rapidfuzz's C loops."""
-    if not query:
-        return np.zeros(len(choices), dtype=np.float32)
-    plain = process.cdist([query], choices, scorer=fuzz.ratio, dtype=np.float32, workers=1)[0]
-    by_tokens = process.cdist(
-        [query], choices, scorer=fuzz.token_sort_ratio, dtype=np.float32, workers=1
-    )[0]
-    token_set = process.cdist(
-        [query], choices, scorer=fuzz.token_set_ratio, dtype=np.float32, workers=1
-    )[0]
-    several = " " in query
-    damp = np.full(len(choices), 0.75, dtype=np.float32)
-    if several:
-        damp[np.fromiter((" " in c for c in choices), dtype=bool, count=len(choices))] = 0.9
-    best = np.maximum(np.maximum(plain, by_tokens), token_set * damp) / 100.0
-    best[np.fromiter((not c for c in choices), dtype=bool, count=len(choices))] = 0.0
-    return np.minimum(best, 1.0)
-
-
-def handle_scores(query: str, choices: list[str]) -> np.ndarray:
-    """`text.handle_similarity` of `query` against every choice."""
-    if not query:
-        return np.zeros(len(choices), dtype=np.float32)
-    ratios = process.cdist([query], choices, scorer=fuzz.ratio, dtype=np.float32, workers=1)[0]
-    return ratios / 100.0
 
 
 def _kth(scores: np.ndarray, k: int) -> float:

@@ -96,8 +96,10 @@ def name_pool(indexed: int) -> int:
     return min(NAME_POOL_MAX, max(NAME_POOL_MIN, indexed // NAME_POOL_SHARE))
 
 
-def _name_scores(query: str, choices: list[str]) -> np.ndarray:
-    """`text.name_similarity` of one name against many, in rapidfuzz's C loops."""
+def name_scores(query: str, choices: list[str]) -> np.ndarray:
+    """`text.name_similarity` of one name against many, in rapidfuzz's C loops. Leaner than
+    `text.name_similarities` for one query: that one's passes in Python over the choices (distinct
+    strings, shared tokens) pay only for many queries, and cost a check's name search a third."""
     if not query or not choices:
         return np.zeros(len(choices), dtype=np.float32)
     plain = process.cdist([query], choices, scorer=fuzz.ratio, dtype=np.float32, workers=1)[0]
@@ -115,7 +117,7 @@ def _name_scores(query: str, choices: list[str]) -> np.ndarray:
     return best
 
 
-def _handle_scores(query: str, choices: list[str]) -> np.ndarray:
+def handle_scores(query: str, choices: list[str]) -> np.ndarray:
     """`text.handle_similarity` of one handle against many."""
     if not query or not choices:
         return np.zeros(len(choices), dtype=np.float32)
@@ -143,8 +145,8 @@ def name_candidates(
     if len(hits.ids) <= k:
         return hits.ids.tolist()  # type: ignore[no-any-return]
     # Stable sorts: among equally alike names, the pool's own order (more shared grams).
-    by_name = np.argsort(-_name_scores(name_key, hits.names), kind="stable")
-    by_handle = np.argsort(-_handle_scores(handle_norm, hits.handles), kind="stable")
+    by_name = np.argsort(-name_scores(name_key, hits.names), kind="stable")
+    by_handle = np.argsort(-handle_scores(handle_norm, hits.handles), kind="stable")
     turns = np.stack([by_name, by_handle], axis=1).reshape(-1)
     _, first = np.unique(turns, return_index=True)
     chosen = turns[np.sort(first)][:k]
