@@ -414,20 +414,14 @@ class IndexSet:
         except (OSError, ValueError, TypeError) as exc:
             logger.warning("unreadable index manifest %s: %s", manifest_path, exc)
             return None
-        expected = {
-            "format_version": FORMAT_VERSION,
-            "vector_backend": settings.vector_backend,
-            "embedding_model": embedding_model,
-            "bio_dim": bio_dim,
-            "avatar_code_bytes": avatar_code_bytes,
-        }
-        mismatched = _mismatched(manifest, expected)
-        if mismatched:
-            logger.warning(
-                "saved indexes at %s do not match (field: (saved, expected)) %s; rebuild needed",
-                directory,
-                mismatched,
-            )
+        if not _matches(
+            manifest,
+            directory,
+            vector_backend=settings.vector_backend,
+            embedding_model=embedding_model,
+            bio_dim=bio_dim,
+            avatar_code_bytes=avatar_code_bytes,
+        ):
             return None
         binary_cls, float_cls = _backend_classes(settings.vector_backend)
         try:
@@ -489,20 +483,14 @@ class IndexSet:
         except TypeError as exc:
             logger.warning("unreadable index manifest in %s: %s", where, exc)
             return None
-        expected = {
-            "format_version": FORMAT_VERSION,
-            "vector_backend": "milvus",
-            "embedding_model": embedding_model,
-            "bio_dim": bio_dim,
-            "avatar_code_bytes": avatar_code_bytes,
-        }
-        mismatched = _mismatched(manifest, expected)
-        if mismatched:
-            logger.warning(
-                "indexes in %s do not match (field: (saved, expected)) %s; rebuild needed",
-                where,
-                mismatched,
-            )
+        if not _matches(
+            manifest,
+            where,
+            vector_backend="milvus",
+            embedding_model=embedding_model,
+            bio_dim=bio_dim,
+            avatar_code_bytes=avatar_code_bytes,
+        ):
             return None
         index_set = cls.create(
             settings=settings,
@@ -520,5 +508,17 @@ class IndexSet:
         return index_set
 
 
-def _mismatched(manifest: Manifest, expected: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    return {k: (getattr(manifest, k), v) for k, v in expected.items() if getattr(manifest, k) != v}
+def _matches(manifest: Manifest, where: object, **built_for: Any) -> bool:
+    """Whether indexes saved with `manifest` were built for this format and `built_for` (backend,
+    model, dimensions); if not, says which fields differ, as (saved, expected)."""
+    expected = {"format_version": FORMAT_VERSION, **built_for}
+    mismatched = {
+        k: (getattr(manifest, k), v) for k, v in expected.items() if getattr(manifest, k) != v
+    }
+    if mismatched:
+        logger.warning(
+            "indexes in %s do not match (field: (saved, expected)) %s; rebuild needed",
+            where,
+            mismatched,
+        )
+    return not mismatched
