@@ -21,6 +21,24 @@ CodeArray = npt.NDArray[np.uint8]
 VectorArray = npt.NDArray[np.float32]
 
 
+def as_ids(ids: npt.ArrayLike) -> IdArray:
+    """Profile ids as a flat contiguous int64 array, as every backend takes them."""
+    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
+
+
+def checked_rows(
+    ids: npt.ArrayLike, rows: npt.ArrayLike, *, width: int, dtype: type[np.generic], what: str
+) -> tuple[IdArray, np.ndarray]:
+    """(ids, rows) of an `add`, or ValueError unless `rows` is (len(ids), width): what every
+    backend checks before it writes, so a wrong shape never reaches an index half-added."""
+    id_arr = as_ids(ids)
+    arr = np.ascontiguousarray(rows, dtype=dtype)
+    if arr.ndim != 2 or arr.shape[1] != width or len(arr) != len(id_arr):
+        name = np.dtype(dtype).name
+        raise ValueError(f"{what} must be ({len(id_arr)}, {width}) {name}, got {arr.shape}")
+    return id_arr, arr
+
+
 @runtime_checkable
 class BinaryIndex(Protocol):
     """Packed binary codes (avatar hashes) searched by Hamming distance.

@@ -10,16 +10,12 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from service.indexes.base import CodeArray, IdArray, VectorArray
+from service.indexes.base import CodeArray, IdArray, VectorArray, as_ids, checked_rows
 
 logger = logging.getLogger(__name__)
 
 #: Distance reported for an empty result slot: sorts after every real Hamming distance.
 EMPTY_DISTANCE = np.iinfo(np.int32).max
-
-
-def _as_ids(ids: npt.ArrayLike) -> IdArray:
-    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
 
 
 def _last_occurrence(ids: IdArray) -> npt.NDArray[np.intp]:
@@ -78,12 +74,7 @@ class FaissBinaryIndex:
         return isinstance(self._index, faiss.IndexBinaryIVF)
 
     def add(self, ids: IdArray, codes: CodeArray) -> None:
-        ids = _as_ids(ids)
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
-        if codes.ndim != 2 or codes.shape[1] != self.code_bytes or len(codes) != len(ids):
-            raise ValueError(
-                f"codes must be ({len(ids)}, {self.code_bytes}) uint8, got {codes.shape}"
-            )
+        ids, codes = checked_rows(ids, codes, width=self.code_bytes, dtype=np.uint8, what="codes")
         if not len(ids):
             return
         self._index.add_with_ids(codes, ids)
@@ -108,7 +99,7 @@ class FaissBinaryIndex:
         self._index = inverted
 
     def remove(self, ids: IdArray) -> int:
-        ids = _as_ids(ids)
+        ids = as_ids(ids)
         if not len(ids) or not self._index.ntotal:
             return 0
         return int(self._index.remove_ids(ids))  # type: ignore[arg-type]
@@ -207,12 +198,7 @@ class FaissFloatIndex:
         return isinstance(self._index, faiss.IndexIVF)
 
     def add(self, ids: IdArray, vectors: VectorArray) -> None:
-        ids = _as_ids(ids)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim or len(vectors) != len(ids):
-            raise ValueError(
-                f"vectors must be ({len(ids)}, {self.dim}) float32, got {vectors.shape}"
-            )
+        ids, vectors = checked_rows(ids, vectors, width=self.dim, dtype=np.float32, what="vectors")
         if not len(ids):
             return
         keep = _last_occurrence(ids)
@@ -250,7 +236,7 @@ class FaissFloatIndex:
         self._index = inverted
 
     def remove(self, ids: IdArray) -> int:
-        ids = _as_ids(ids)
+        ids = as_ids(ids)
         if not len(ids) or not self._index.ntotal:
             return 0
         return int(self._index.remove_ids(ids))  # type: ignore[arg-type]

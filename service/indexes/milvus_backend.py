@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.errors import ConfigurationError
-from service.indexes.base import CodeArray, IdArray, VectorArray
+from service.indexes.base import CodeArray, IdArray, VectorArray, as_ids, checked_rows
 from service.indexes.ngram import NameHits, Texts
 
 logger = logging.getLogger(__name__)
@@ -69,10 +69,6 @@ def _import(module: str) -> Any:
 def is_local_uri(uri: str) -> bool:
     """A milvus-lite file (served inside this process) rather than a server address."""
     return uri.endswith(".db") and not uri.startswith(("http://", "https://", "tcp://", "unix:"))
-
-
-def _as_ids(ids: npt.ArrayLike) -> IdArray:
-    return np.ascontiguousarray(np.asarray(ids, dtype=np.int64).reshape(-1))
 
 
 def _chunks(n: int, size: int = WRITE_BATCH) -> Iterator[slice]:
@@ -253,12 +249,7 @@ class MilvusBinaryIndex:
         return np.unpackbits(codes, axis=1).astype(np.float32).tolist()  # type: ignore[no-any-return]
 
     def add(self, ids: IdArray, codes: CodeArray) -> None:
-        ids = _as_ids(ids)
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
-        if codes.ndim != 2 or codes.shape[1] != self.code_bytes or len(codes) != len(ids):
-            raise ValueError(
-                f"codes must be ({len(ids)}, {self.code_bytes}) uint8, got {codes.shape}"
-            )
+        ids, codes = checked_rows(ids, codes, width=self.code_bytes, dtype=np.uint8, what="codes")
         for part in _chunks(len(ids)):
             rows = [
                 {"profile_id": int(pid), "code": vector}
@@ -267,7 +258,7 @@ class MilvusBinaryIndex:
             self.conn.client.insert(self.collection, rows)
 
     def remove(self, ids: IdArray) -> int:
-        ids = np.unique(_as_ids(ids))
+        ids = np.unique(as_ids(ids))
         removed = 0
         for part in _chunks(len(ids)):
             where = f"profile_id in {_id_list(ids[part])}"
@@ -365,12 +356,7 @@ class MilvusFloatIndex:
         self._ensure()
 
     def add(self, ids: IdArray, vectors: VectorArray) -> None:
-        ids = _as_ids(ids)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim or len(vectors) != len(ids):
-            raise ValueError(
-                f"vectors must be ({len(ids)}, {self.dim}) float32, got {vectors.shape}"
-            )
+        ids, vectors = checked_rows(ids, vectors, width=self.dim, dtype=np.float32, what="vectors")
         # One upsert may not name a key twice; a later row of the batch wins.
         _, first_in_reversed = np.unique(ids[::-1], return_index=True)
         keep = np.sort(len(ids) - 1 - first_in_reversed)
@@ -419,7 +405,7 @@ class MilvusFloatIndex:
 
 
 def _remove_by_key(conn: MilvusConnection, collection: str, ids: IdArray) -> int:
-    ids = np.unique(_as_ids(ids))
+    ids = np.unique(as_ids(ids))
     removed = 0
     for part in _chunks(len(ids)):
         found = conn.count(collection, f"id in {_id_list(ids[part])}")
@@ -489,7 +475,7 @@ class MilvusNameIndex:
     ) -> None:
         """Index many profiles at once, `texts[i]` the (folded name, handle) of `ids[i]`; a
         later duplicate id in the batch wins."""
-        id_arr = _as_ids(ids)
+        id_arr = as_ids(ids)
         if len(id_arr) != len(keys_list) or (texts is not None and len(texts) != len(id_arr)):
             raise ValueError("ids, keys_list and texts differ in length")
         latest = {int(pid): i for i, pid in enumerate(id_arr.tolist())}
@@ -510,7 +496,7 @@ class MilvusNameIndex:
 
     def remove(self, ids: Sequence[int] | npt.ArrayLike) -> int:
         """Remove profiles; return how many were present. They never match again."""
-        return _remove_by_key(self.conn, self.collection, _as_ids(ids))
+        return _remove_by_key(self.conn, self.collection, as_ids(ids))
 
     def search(self, keys: npt.ArrayLike, k: int) -> list[tuple[int, int]]:
         """Up to `k` (id, shared key count), most shared first, ties by smaller id."""
