@@ -175,7 +175,25 @@ class MilvusConnection:
         self.client.close()
 
 
-class MilvusBinaryIndex:
+class _SharedCollection:
+    """What an index over one Milvus collection has instead of files: the collection is the
+    saved copy, so there is nothing to save or load, and its row count is the server's."""
+
+    conn: MilvusConnection
+    collection: str
+
+    def __len__(self) -> int:
+        return self.conn.count(self.collection)
+
+    def save(self, path: Path) -> None:
+        """Nothing to write: the collection is the saved copy."""
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        raise TypeError("Milvus indexes are opened from their server, not loaded from files")
+
+
+class MilvusBinaryIndex(_SharedCollection):
     """Avatar codes by Hamming distance, several codes per profile id (see the module doc).
 
     `binary` says whether the server stores native binary vectors (decided when the collection
@@ -309,18 +327,8 @@ class MilvusBinaryIndex:
             fetch = min(MAX_LIMIT, fetch * 2)
         return distances, out_ids
 
-    def __len__(self) -> int:
-        return self.conn.count(self.collection)
 
-    def save(self, path: Path) -> None:
-        """Nothing to write: the collection is the saved copy."""
-
-    @classmethod
-    def load(cls, path: Path) -> Self:
-        raise TypeError("Milvus indexes are opened from their server, not loaded from files")
-
-
-class MilvusFloatIndex:
+class MilvusFloatIndex(_SharedCollection):
     """One L2-normalized vector per profile id (the primary key), inner product."""
 
     shared = True
@@ -392,16 +400,6 @@ class MilvusFloatIndex:
                 out_ids[row, rank] = int(hit["id"])
                 scores[row, rank] = float(hit["distance"])
         return scores, out_ids
-
-    def __len__(self) -> int:
-        return self.conn.count(self.collection)
-
-    def save(self, path: Path) -> None:
-        """Nothing to write: the collection is the saved copy."""
-
-    @classmethod
-    def load(cls, path: Path) -> Self:
-        raise TypeError("Milvus indexes are opened from their server, not loaded from files")
 
 
 def _remove_by_key(conn: MilvusConnection, collection: str, ids: IdArray) -> int:
