@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT, _free_port, _wait_until_ready
+from tests.conftest import REPO_ROOT, _free_port, _wait_until_ready, stop_process
 
 
 class ServerProcess:
@@ -50,12 +50,7 @@ class ServerProcess:
     def stop(self) -> None:
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process)
         self._process = None
 
     def restart(self) -> None:

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from service.store import JobStore, Store
-from tests.conftest import REPO_ROOT, _free_port
+from tests.conftest import REPO_ROOT, _free_port, stop_process
 from tests.servers import ServerProcess
 from tests.service.conftest import _postgres_database
 from tests.service.test_engine import jane, jane_clone, strangers
@@ -62,12 +62,7 @@ def milvus_server(root: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 class Cluster:

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from service.store import JobStore, Store
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, stop_process
 from tests.servers import ServerProcess, server_process
 from tests.service.test_engine import jane, jane_clone, strangers
 
@@ -71,13 +71,7 @@ class WorkerProcess:
         self.process.wait()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout=30)
 
 
 class Pool:
