@@ -57,7 +57,9 @@ def test_a_photo_whose_clone_is_indexed_shows_the_clone_side_by_side(
     page.on("request", lambda request: requested.append(request.url))
     fill_identity(page)
     page.get_by_label("Profile photo").set_input_files(upload)
-    assert page.locator("#preview").is_visible()  # the chosen photo, before any check
+    # The chosen photo, before any check; shown once the browser has read the file.
+    page.locator("#preview").wait_for(state="visible", timeout=5_000)
+    assert page.locator("#preview").is_visible()
 
     page.get_by_role("button", name="Check for clones").click()
 
