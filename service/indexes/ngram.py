@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 2
 _U32_LIMIT = np.iinfo(np.uint32).max
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: spreads any key bits evenly
+# Ids are looked up through a dense position table while the largest base id is below this
+# many times the number of base ids (so the table costs at most 8 bytes a profile).
+DENSE_ID_FACTOR = 2
 
 
 def _runs(values: npt.NDArray[np.integer]) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.intp]]:
@@ -39,6 +42,20 @@ def _runs(values: npt.NDArray[np.integer]) -> tuple[npt.NDArray[np.integer], npt
     np.not_equal(values[1:], values[:-1], out=first[1:])
     starts = np.flatnonzero(first)
     return values[starts], np.diff(starts, append=len(values))
+
+
+def _counted(
+    hits: npt.NDArray[np.integer], wanted: int
+) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.intp]]:
+    """`_runs` of sorted `hits`, less the values seen once when `wanted` or more are seen at
+    least twice: a search keeps only its best-counted ids, and most ids read share a single
+    bucket with the query, so counting only the repeated ones halves the work."""
+    repeats = hits[1:][hits[1:] == hits[:-1]]  # each value once less than it occurs
+    if len(repeats):
+        ids, counts = _runs(repeats)
+        if len(ids) >= wanted:
+            return ids, counts + 1
+    return _runs(hits)
 
 
 class NameHits(NamedTuple):
@@ -117,6 +134,10 @@ class NgramIndex:
         self._key_counts: npt.NDArray[np.uint8] = np.zeros(
             0, dtype=np.uint8
         )  # buckets, per base id
+        # Base position by id, -1 where none, while ids are dense enough for it to stay small
+        # (4 bytes an id): a search looks up thousands of ids, and a binary search each was a
+        # fifth of its time. None when ids are sparse; then `np.searchsorted` finds them.
+        self._position_by_id: npt.NDArray[np.int32] | None = None
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -155,6 +176,7 @@ class NgramIndex:
             + len(self._text)
             + self._text_offsets.nbytes
             + self._key_counts.nbytes
+            + (0 if self._position_by_id is None else self._position_by_id.nbytes)
         )
 
     @property
@@ -283,6 +305,10 @@ class NgramIndex:
     ) -> None:
         self._offsets, self._postings, self._base_ids = offsets, postings, base_ids
         self._text, self._text_offsets, self._key_counts = text, text_offsets, key_counts
+        self._position_by_id = None
+        if len(base_ids) and base_ids[0] >= 0 and base_ids[-1] < DENSE_ID_FACTOR * len(base_ids):
+            self._position_by_id = np.full(int(base_ids[-1]) + 1, -1, dtype=np.int32)
+            self._position_by_id[base_ids] = np.arange(len(base_ids), dtype=np.int32)
         self._stale = set()
         self._stale_sorted = None
         self._delta_inv = {}
@@ -447,7 +473,9 @@ class NgramIndex:
         """
         if k <= 0:
             return []
-        ids, counts, _ = self._shared_counts(keys, skip_stop_grams=True, budget=self.max_postings)
+        ids, counts, _ = self._shared_counts(
+            keys, skip_stop_grams=True, budget=self.max_postings, wanted=k
+        )
         ids, counts = _top_counts(ids, counts, k)
         order = np.lexsort((ids, -counts))[:k]
         return list(zip(ids[order].tolist(), counts[order].tolist(), strict=True))
@@ -465,23 +493,36 @@ class NgramIndex:
         if k <= 0:
             return NameHits(np.zeros(0, np.int64), np.zeros(0, np.int64), [], [])
         found, counts, n_query = self._shared_counts(
-            keys, skip_stop_grams=False, budget=self.wide_postings
+            keys, skip_stop_grams=False, budget=self.wide_postings, wanted=2 * k
         )
         found, counts = _top_counts(found, counts, 2 * k)
         ids: npt.NDArray[np.int64] = found.astype(np.int64, copy=False)
-        dice = counts / (n_query + self._key_counts_of(ids))
+        positions = self._base_positions(ids) if len(self._base_ids) else ids
+        dice = counts / (n_query + self._key_counts_at(ids, positions))
         if len(ids) > k:
             best = np.argpartition(-dice, k - 1)[:k]
-            ids, counts, dice = ids[best], counts[best], dice[best]
+            ids, counts, dice, positions = ids[best], counts[best], dice[best], positions[best]
         order = np.lexsort((ids, -counts, -dice))
-        return NameHits(ids[order], counts[order].astype(np.int64), *self.texts(ids[order]))
+        ids, positions = ids[order], positions[order]
+        return NameHits(ids, counts[order].astype(np.int64), *self._texts_of(ids, positions))
 
-    def _key_counts_of(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-        """How many buckets each held id has."""
+    def _base_positions(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
+        """Each id's position in the base, for ids the base holds; any valid position for
+        others (delta ids, whose own values the callers then put in its place)."""
+        table = self._position_by_id
+        if table is None:
+            at = np.searchsorted(self._base_ids, ids)
+            return np.minimum(at, len(self._base_ids) - 1)  # type: ignore[no-any-return]
+        at = table[np.minimum(ids, len(table) - 1)].astype(np.intp)
+        return np.maximum(at, 0)  # type: ignore[no-any-return]
+
+    def _key_counts_at(
+        self, ids: npt.NDArray[np.int64], positions: npt.NDArray[np.intp]
+    ) -> npt.NDArray[np.int64]:
+        """How many buckets each held id has, given its base position."""
         out = np.zeros(len(ids), dtype=np.int64)
         if len(self._base_ids) and len(ids):
-            at = np.minimum(np.searchsorted(self._base_ids, ids), len(self._base_ids) - 1)
-            out = self._key_counts[at].astype(np.int64)
+            out = self._key_counts[positions].astype(np.int64)
         if self._delta_keys and len(ids):
             recent = self._delta_keys.keys() & set(ids.tolist())
             if recent:
@@ -490,10 +531,11 @@ class NgramIndex:
         return out
 
     def _shared_counts(
-        self, keys: npt.ArrayLike, *, skip_stop_grams: bool, budget: int
+        self, keys: npt.ArrayLike, *, skip_stop_grams: bool, budget: int, wanted: int
     ) -> tuple[npt.NDArray[np.integer], npt.NDArray[np.intp], int]:
-        """(ids, shared bucket counts) of every id sharing a bucket read, ids ascending, and
-        the query's number of buckets."""
+        """(ids, shared bucket counts) of the ids sharing a bucket read, ids ascending, and
+        the query's number of buckets: every such id, or only those sharing two or more when
+        at least `wanted` do (the `wanted` best never need the others)."""
         empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.intp)
         buckets = self.buckets(keys)
         if not len(buckets) or not len(self):
@@ -528,7 +570,7 @@ class NgramIndex:
         )
         if not len(hits):
             return (*empty, len(buckets))
-        ids, counts = _runs(hits)
+        ids, counts = _counted(hits, wanted)
         return ids, counts, len(buckets)
 
     def texts(self, ids: npt.ArrayLike) -> tuple[list[str], list[str]]:
@@ -536,8 +578,18 @@ class NgramIndex:
         id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
         if not len(id_arr):
             return [], []
+        return self._texts_of(
+            id_arr, self._base_positions(id_arr) if len(self._base_ids) else id_arr
+        )
+
+    def _texts_of(
+        self, id_arr: npt.NDArray[np.int64], positions: npt.NDArray[np.integer]
+    ) -> tuple[list[str], list[str]]:
+        """`texts`, given each id's base position (`_base_positions`)."""
+        if not len(id_arr):
+            return [], []
         if len(self._base_ids):
-            at = 2 * np.minimum(np.searchsorted(self._base_ids, id_arr), len(self._base_ids) - 1)
+            at = 2 * positions
             off = self._text_offsets
             fast = self._texts_at(off[at], off[at + 1], off[at + 2])
             if fast is not None:

@@ -550,6 +550,26 @@ def test_ngram_keeps_each_profiles_strings_through_replace_remove_and_save(
     assert (hits.names[at], hits.handles[at]) == ("jané dœ", "janedoe")
 
 
+@pytest.mark.parametrize("first_id", [1, 10**9])  # dense ids use a position table, sparse not
+def test_ngram_finds_strings_and_key_counts_whatever_the_ids(first_id: int) -> None:
+    index = _small_ngram(delta_limit=8, bucket_bits=20)
+    ids = first_id + 2 * np.arange(300)  # from 1, every other id: dense enough for the table
+    index.add_many(
+        ids,
+        [np.array([i % 7, 100 + i]) for i in range(300)],
+        [(f"n{i}", f"h{i}") for i in range(300)],
+    )
+    index.add(int(ids[-1]) + 5, np.array([0, 1, 2]), ("new", "delta"))  # beyond the base
+    hits = index.search_texts(np.array([0, 1, 2]), 300)
+    by_id = dict(zip(hits.ids.tolist(), zip(hits.names, hits.handles, strict=True), strict=True))
+    assert by_id[int(ids[-1]) + 5] == ("new", "delta")
+    assert hits.ids[0] == int(ids[-1]) + 5  # shares all 3 keys of its 3: the best Dice
+    assert by_id[int(ids[7])] == ("n7", "h7") and by_id[int(ids[1])] == ("n1", "h1")
+    assert len(hits.ids) == 1 + sum(1 for i in range(300) if i % 7 in (0, 1, 2))
+    assert index.texts([ids[299], ids[0]]) == (["n299", "n0"], ["h299", "h0"])
+    assert (index._position_by_id is not None) == (first_id == 1)  # both lookups were used
+
+
 def test_ngram_search_texts_reads_every_gram_and_ranks_by_dice() -> None:
     index = _small_ngram(min_stop_postings=10, bucket_bits=20)  # no bucket shared by chance
     # 2 shares 3 of its 4 keys with the query; 1 shares 4 of its 40: Dice puts 2 first,
@@ -592,4 +612,29 @@ def test_name_candidates_are_the_most_alike_by_name_and_by_handle_not_by_shared_
     assert sorted(name_candidates(index, *query, pool=20, k=2)) == [1, 2]
     assert set(name_candidates(index, *query, pool=20, k=48)) == set(ids)
     assert name_candidates(index, "", "", pool=20) == []
-    assert name_pool(1_000) == 256 and name_pool(1_000_000) == 1_000_000 // 256
+    assert name_pool(1_000) == 256 and name_pool(1_000_000) == 1_000_000 // 200
+
+
+def test_a_checks_name_and_handle_scores_are_the_pairwise_similarities() -> None:
+    from indexers import text
+    from service.matcher import handle_scores, name_scores
+
+    choices = [
+        "jane doe",
+        "doe jane",  # words swapped
+        "jane marie doe",  # shares words: the damped token-set ratio wins
+        "jane",  # one shared word, one word alone
+        "luha luha",  # no shared word but a repeated one: token-set differs from token-sort
+        "jnae deo",
+        "",
+        "zzz",
+    ]
+    for query in ("jane doe", "luha nyer", "doe doe", "jane", ""):
+        expected = [text.name_similarity(query, c) for c in choices]
+        assert np.allclose(name_scores(query, choices), expected, atol=1e-6), query
+    handles = ["janedoe", "jane_doe", "", "j4nedoe"]
+    assert np.allclose(
+        handle_scores("janedoe", handles),
+        [text.handle_similarity("janedoe", h) for h in handles],
+        atol=1e-6,
+    )
