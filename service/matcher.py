@@ -35,10 +35,10 @@ BIO_CANDIDATES = 32
 NAME_CANDIDATES = 48
 # The name index proposes a pool ranked by shared n-grams, which the true name and handle
 # similarities then re-rank. How deep in that ranking the most alike names lie grows with the
-# number of indexed names, so the pool does too: a 256th of them, within these bounds.
+# number of indexed names, so the pool does too: a 200th of them, within these bounds.
 NAME_POOL_MIN = 256
-NAME_POOL_MAX = 4_096
-NAME_POOL_SHARE = 256
+NAME_POOL_MAX = 8_192
+NAME_POOL_SHARE = 200
 # The farthest avatar that is still evidence of a copy (its strength is above 0).
 AVATAR_EVIDENCE_BITS = next(
     bits
