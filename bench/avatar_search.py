@@ -4,11 +4,13 @@ One folder of images, the same for both: originals (the shared real photos where
 and generated pictures), each original's transformed copies (every clone transformation of
 `training.transforms` alone: re-encoded, resized, cropped, flipped, framed, colour-filtered,
 grey, sepia, rotated, circular mask, caption strip; and the shared data's own transformed
-copies), and small varied synthetic distractors up to the total. The images are made once and
-cached in `bench/.cache/` (by size and seed).
+copies), and distractors up to the total: pictures of the same generator as the originals (faces,
+shapes, textures; alike in layout, distinct in detail) at avatar sizes and JPEG qualities, so
+that a false match is as easy to make as it is on a real platform. The images are made once
+and cached in `bench/.cache/` (by size and seed).
 
-- imagededup: `PHash().encode_images` then `find_duplicates` over every image, its default
-  `max_distance_threshold=10`, in process (no worker pool), brute force as it does by default.
+- imagededup: `PHash().encode_images` then `find_duplicates` over every image, with its own
+  defaults: `max_distance_threshold=10`, brute force, and its worker pool on every core.
 - clonefinder: each image decoded and hashed as ingest does (`indexers.avatar.decode_avatar`),
   its index codes added to a `FaissBinaryIndex` in batches, then every image searched as a
   check does (both orientations' views, the matcher's `AVATAR_CANDIDATES` per code, each id at
@@ -40,7 +42,7 @@ from typing import Any
 
 import faiss
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 
 from indexers import avatar as avatar_hashing
 from service.indexes.faiss_backend import FaissBinaryIndex
@@ -53,7 +55,7 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "avatar_search.json"
 CACHE = ROOT / ".cache" / "avatar_search"
 SHARED = ROOT.parent.parent / "shared" / "data" / "images"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 IMAGEDEDUP_THRESHOLD = 10  # imagededup's default max_distance_threshold
 THRESHOLDS = (4, 6, 8, 10, 12, 14, 16)
 BATCH = 1_000
@@ -113,21 +115,9 @@ def _square_jpeg(img: Image.Image, side: int = 400) -> bytes:
     return tf.encode_jpeg(ImageOps.fit(rgb, (side, side), Image.Resampling.LANCZOS))
 
 
-def _distractor(rng: np.random.Generator) -> bytes:
-    """A small, cheap, varied picture: a smooth random field with a few shapes on it."""
-    grid = int(rng.integers(6, 17))
-    side = int(rng.integers(48, 129))
-    coarse = rng.integers(0, 256, size=(grid, grid, 3), dtype=np.uint8)
-    img = Image.fromarray(coarse).resize((side, side), Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(1, 6))):
-        x0, y0 = (int(v) for v in rng.integers(0, side, size=2))
-        x1, y1 = x0 + int(rng.integers(4, side)), y0 + int(rng.integers(4, side))
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        if rng.random() < 0.5:
-            draw.ellipse((x0, y0, x1, y1), fill=colour)
-        else:
-            draw.rectangle((x0, y0, x1, y1), fill=colour)
+def _distractor(seed: int, rng: np.random.Generator) -> bytes:
+    """Another account's picture: the originals' generator, at an avatar size and quality."""
+    img = generate_image(seed, size=int(rng.choice((48, 64, 96, 128, 200))))
     buffer = io.BytesIO()
     img.save(buffer, format="JPEG", quality=int(rng.integers(60, 95)))
     return buffer.getvalue()
@@ -177,9 +167,10 @@ def build_images(total: int, originals: int, seed: int) -> tuple[Path, list[dict
             altered = tf.transform_avatar(jpeg, [tag], rng)
             write(f"c{k:05d}_{tag.removeprefix('avatar:')}.jpg", altered, "copy", name, tag)
     np_rng = np.random.default_rng(seed)
+    distractor_base = seed_base + originals  # seeds no original used
     n = 0
     while len(entries) < total:
-        write(f"d{n:06d}.jpg", _distractor(np_rng), "distractor", None, None)
+        write(f"d{n:06d}.jpg", _distractor(distractor_base + n, np_rng), "distractor", None, None)
         n += 1
     manifest_path.write_text(json.dumps(entries))
     return images, entries
@@ -199,14 +190,13 @@ def run_imagededup(folder: Path, entries: list[dict[str, Any]]) -> dict[str, Any
     phash_class = import_phash()
     phasher = phash_class(verbose=False)
     started = time.perf_counter()
-    encodings = phasher.encode_images(image_dir=str(folder), num_enc_workers=0)
+    encodings = phasher.encode_images(image_dir=str(folder))
     hashed_s = time.perf_counter() - started
     started = time.perf_counter()
     duplicates = phasher.find_duplicates(
         encoding_map=encodings,
         max_distance_threshold=IMAGEDEDUP_THRESHOLD,
         scores=False,
-        num_dist_workers=0,
     )
     searched_s = time.perf_counter() - started
 
