@@ -35,10 +35,14 @@ BIO_CANDIDATES = 32
 NAME_CANDIDATES = 48
 # The name index proposes a pool ranked by shared n-grams, which the true name and handle
 # similarities then re-rank. How deep in that ranking the most alike names lie grows with the
-# number of indexed names, so the pool does too: a 200th of them, within these bounds.
-NAME_POOL_MIN = 256
-NAME_POOL_MAX = 8_192
-NAME_POOL_SHARE = 200
+# number of indexed names, so the pool does too: a 160th of them, within these bounds.
+NAME_POOL_MIN = 400
+NAME_POOL_MAX = 12_800
+NAME_POOL_SHARE = 160
+# Names are re-ranked within the pool's best part only: a handle's likeness (one Indel ratio)
+# follows shared grams less closely than a name's, so the most alike handles lie deeper, and
+# the name's three ratios cost most of the re-ranking.
+NAME_SHARE_OF_POOL = 5 / 8
 # The farthest avatar that is still evidence of a copy (its strength is above 0).
 AVATAR_EVIDENCE_BITS = next(
     bits
@@ -134,7 +138,8 @@ def name_candidates(
 ) -> list[int]:
     """The indexed profiles most alike the query by name or by handle: the `k` of them best
     by `text.name_similarity` and `text.handle_similarity`, half taken from each ranking in
-    turn (so the most alike by either is there), out of the index's `pool` best by n-grams.
+    turn (so the most alike by either is there), out of the index's `pool` best by n-grams
+    (names out of its best `NAME_SHARE_OF_POOL`).
 
     The n-gram ranking only approximates these similarities (a name can share few grams yet
     be one letter or one word order away), so it is read deep and re-ranked exactly; the
@@ -145,9 +150,10 @@ def name_candidates(
     if len(hits.ids) <= k:
         return hits.ids.tolist()  # type: ignore[no-any-return]
     # Stable sorts: among equally alike names, the pool's own order (more shared grams).
-    by_name = np.argsort(-name_scores(name_key, hits.names), kind="stable")
+    names = hits.names[: max(k, round(pool * NAME_SHARE_OF_POOL))]
+    by_name = np.argsort(-name_scores(name_key, names), kind="stable")
     by_handle = np.argsort(-handle_scores(handle_norm, hits.handles), kind="stable")
-    turns = np.stack([by_name, by_handle], axis=1).reshape(-1)
+    turns = np.stack([by_name, by_handle[: len(by_name)]], axis=1).reshape(-1)
     _, first = np.unique(turns, return_index=True)
     chosen = turns[np.sort(first)][:k]
     return hits.ids[chosen].tolist()  # type: ignore[no-any-return]

@@ -612,7 +612,7 @@ def test_name_candidates_are_the_most_alike_by_name_and_by_handle_not_by_shared_
     assert sorted(name_candidates(index, *query, pool=20, k=2)) == [1, 2]
     assert set(name_candidates(index, *query, pool=20, k=48)) == set(ids)
     assert name_candidates(index, "", "", pool=20) == []
-    assert name_pool(1_000) == 256 and name_pool(1_000_000) == 1_000_000 // 200
+    assert name_pool(1_000) == 400 and name_pool(1_000_000) == 1_000_000 // 160
 
 
 def test_a_checks_name_and_handle_scores_are_the_pairwise_similarities() -> None:
