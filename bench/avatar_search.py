@@ -18,7 +18,8 @@ and cached in `bench/.cache/` (by size and seed).
   is among them within `NEAR_COPY_BITS`. FAISS runs on one thread.
 
 Recall is per transformed copy (its original found); false positives are distractors that
-come within the threshold of any other image.
+come within the threshold of any other image, counted at every threshold for both (for
+imagededup from its hashes, all against all, exactly as `find_duplicates` compares them).
 
     python -m bench.avatar_search --images 100000
 
@@ -214,6 +215,7 @@ def run_imagededup(folder: Path, entries: list[dict[str, Any]]) -> dict[str, Any
     distractors = [e["file"] for e in entries if e["role"] == "distractor"]
     flagged = sum(1 for f in distractors if duplicates.get(f))
     bits = np.asarray(pair_bits)
+    closest = _nearest_other_bits(encodings, distractors)
     return {
         "threshold": IMAGEDEDUP_THRESHOLD,
         "hashed": len(encodings),
@@ -226,7 +228,32 @@ def run_imagededup(folder: Path, entries: list[dict[str, Any]]) -> dict[str, Any
         "recall_at_threshold": {str(t): round(float((bits <= t).mean()), 4) for t in THRESHOLDS},
         "distractors_flagged": flagged,
         "distractors": len(distractors),
+        "distractors_flagged_at_threshold": _flagged_at(closest),
     }
+
+
+def _flagged_at(closest: np.ndarray) -> dict[str, int]:
+    """How many distractors have another image within each threshold."""
+    return {str(t): int((closest <= t).sum()) for t in THRESHOLDS}
+
+
+def _nearest_other_bits(encodings: dict[str, str], files: list[str]) -> np.ndarray:
+    """Each file's Hamming distance to the nearest other image by imagededup's hashes: the
+    same all-against-all as `find_duplicates`, exact, in FAISS, so that its false matches can be
+    read at every threshold and not only at the one it was run with."""
+    names = list(encodings)
+    codes = np.asarray(
+        [np.frombuffer(bytes.fromhex(encodings[n]), dtype=np.uint8) for n in names]
+    ).reshape(len(names), -1)
+    index = faiss.IndexBinaryFlat(codes.shape[1] * 8)
+    index.add(codes)
+    row = {n: i for i, n in enumerate(names)}
+    wanted = np.asarray([row[f] for f in files if f in row], dtype=np.int64)
+    distances, found = index.search(codes[wanted], 2)
+    # The nearest is the image itself, unless an identical hash came first; either way the
+    # nearest other image is the first result that is not the query.
+    other = np.where(found[:, 0] == wanted, distances[:, 1], distances[:, 0])
+    return np.asarray(other)
 
 
 def run_clonefinder(folder: Path, entries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -303,6 +330,7 @@ def run_clonefinder(folder: Path, entries: list[dict[str, Any]]) -> dict[str, An
         ),
         "distractors_flagged": int((closest <= avatar_hashing.NEAR_COPY_BITS).sum()),
         "distractors": len(distractors),
+        "distractors_flagged_at_threshold": _flagged_at(closest),
     }
 
 
