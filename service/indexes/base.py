@@ -39,6 +39,26 @@ def checked_rows(
     return id_arr, arr
 
 
+def last_occurrence(ids: IdArray) -> npt.NDArray[np.intp]:
+    """Positions of the last occurrence of each distinct id, ascending: a batch's later row
+    for an id wins over an earlier one."""
+    _, first_in_reversed = np.unique(ids[::-1], return_index=True)
+    return np.sort(len(ids) - 1 - first_in_reversed)
+
+
+def checked_names(
+    ids: npt.ArrayLike,
+    keys_list: Sequence[npt.ArrayLike],
+    texts: Sequence[tuple[str, str]] | None,
+) -> IdArray:
+    """The ids of a name index's `add_many`, or ValueError unless its keys and (name, handle)
+    strings, when given, are one per id."""
+    id_arr = as_ids(ids)
+    if len(id_arr) != len(keys_list) or (texts is not None and len(texts) != len(id_arr)):
+        raise ValueError("ids, keys_list and texts differ in length")
+    return id_arr
+
+
 @runtime_checkable
 class BinaryIndex(Protocol):
     """Packed binary codes (avatar hashes) searched by Hamming distance.

@@ -10,18 +10,19 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from service.indexes.base import CodeArray, IdArray, VectorArray, as_ids, checked_rows
+from service.indexes.base import (
+    CodeArray,
+    IdArray,
+    VectorArray,
+    as_ids,
+    checked_rows,
+    last_occurrence,
+)
 
 logger = logging.getLogger(__name__)
 
 #: Distance reported for an empty result slot: sorts after every real Hamming distance.
 EMPTY_DISTANCE = np.iinfo(np.int32).max
-
-
-def _last_occurrence(ids: IdArray) -> npt.NDArray[np.intp]:
-    """Positions of the last occurrence of each distinct id, so a later row wins."""
-    _, first_in_reversed = np.unique(ids[::-1], return_index=True)
-    return np.sort(len(ids) - 1 - first_in_reversed)
 
 
 def _first_of_each_id(ids: IdArray) -> npt.NDArray[np.bool_]:
@@ -201,7 +202,7 @@ class FaissFloatIndex:
         ids, vectors = checked_rows(ids, vectors, width=self.dim, dtype=np.float32, what="vectors")
         if not len(ids):
             return
-        keep = _last_occurrence(ids)
+        keep = last_occurrence(ids)
         if len(keep) != len(ids):
             ids, vectors = ids[keep], np.ascontiguousarray(vectors[keep])
         if self._index.ntotal:

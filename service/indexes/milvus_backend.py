@@ -33,7 +33,15 @@ import numpy as np
 import numpy.typing as npt
 
 from models.errors import ConfigurationError
-from service.indexes.base import CodeArray, IdArray, VectorArray, as_ids, checked_rows
+from service.indexes.base import (
+    CodeArray,
+    IdArray,
+    VectorArray,
+    as_ids,
+    checked_names,
+    checked_rows,
+    last_occurrence,
+)
 from service.indexes.ngram import NameHits, Texts
 
 logger = logging.getLogger(__name__)
@@ -366,8 +374,7 @@ class MilvusFloatIndex(_SharedCollection):
     def add(self, ids: IdArray, vectors: VectorArray) -> None:
         ids, vectors = checked_rows(ids, vectors, width=self.dim, dtype=np.float32, what="vectors")
         # One upsert may not name a key twice; a later row of the batch wins.
-        _, first_in_reversed = np.unique(ids[::-1], return_index=True)
-        keep = np.sort(len(ids) - 1 - first_in_reversed)
+        keep = last_occurrence(ids)
         ids, vectors = ids[keep], vectors[keep]
         for part in _chunks(len(ids)):
             rows = [
@@ -473,9 +480,7 @@ class MilvusNameIndex:
     ) -> None:
         """Index many profiles at once, `texts[i]` the (folded name, handle) of `ids[i]`; a
         later duplicate id in the batch wins."""
-        id_arr = as_ids(ids)
-        if len(id_arr) != len(keys_list) or (texts is not None and len(texts) != len(id_arr)):
-            raise ValueError("ids, keys_list and texts differ in length")
+        id_arr = checked_names(ids, keys_list, texts)
         latest = {int(pid): i for i, pid in enumerate(id_arr.tolist())}
         items = list(latest.items())
         for part in _chunks(len(items)):

@@ -25,6 +25,8 @@ from typing import NamedTuple, Self
 import numpy as np
 import numpy.typing as npt
 
+from service.indexes.base import checked_names, last_occurrence
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
@@ -216,16 +218,13 @@ class NgramIndex:
         Small batches go to the delta; large ones are merged straight into the base, so a
         rebuild of millions of profiles costs a few vectorised merges, not millions of dict ops.
         """
-        id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
-        if len(id_arr) != len(keys_list) or (texts is not None and len(texts) != len(id_arr)):
-            raise ValueError("ids, keys_list and texts differ in length")
+        id_arr = checked_names(ids, keys_list, texts)
         all_texts: Sequence[Texts] = texts if texts is not None else [_NO_TEXT] * len(id_arr)
         if len(id_arr) < max(1, self.delta_limit // 4):
             for pid, keys, pair in zip(id_arr.tolist(), keys_list, all_texts, strict=True):
                 self.add(pid, keys, pair)
             return
-        _, first_rev = np.unique(id_arr[::-1], return_index=True)
-        keep = np.sort(len(id_arr) - 1 - first_rev)
+        keep = last_occurrence(id_arr)
         id_arr = id_arr[keep]
         self._forget_many(id_arr)
         key_arrays = [np.asarray(keys_list[i], dtype=np.int64).reshape(-1) for i in keep.tolist()]
