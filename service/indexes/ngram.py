@@ -496,7 +496,7 @@ class NgramIndex:
         )
         found, counts = _top_counts(found, counts, 2 * k)
         ids: npt.NDArray[np.int64] = found.astype(np.int64, copy=False)
-        positions = self._base_positions(ids) if len(self._base_ids) else ids
+        positions = self._base_positions(ids)
         dice = counts / (n_query + self._key_counts_at(ids, positions))
         if len(ids) > k:
             best = np.argpartition(-dice, k - 1)[:k]
@@ -507,7 +507,10 @@ class NgramIndex:
 
     def _base_positions(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.intp]:
         """Each id's position in the base, for ids the base holds; any valid position for
-        others (delta ids, whose own values the callers then put in its place)."""
+        others (delta ids, whose own values the callers then put in its place); 0 for all
+        while the base is empty, where callers read no position."""
+        if not len(self._base_ids):
+            return np.zeros(len(ids), dtype=np.intp)
         table = self._position_by_id
         if table is None:
             at = np.searchsorted(self._base_ids, ids)
@@ -577,9 +580,7 @@ class NgramIndex:
         id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
         if not len(id_arr):
             return [], []
-        return self._texts_of(
-            id_arr, self._base_positions(id_arr) if len(self._base_ids) else id_arr
-        )
+        return self._texts_of(id_arr, self._base_positions(id_arr))
 
     def _texts_of(
         self, id_arr: npt.NDArray[np.int64], positions: npt.NDArray[np.integer]
