@@ -38,10 +38,8 @@ from models.scoring import SHARED_NAME
 from service.indexes.ngram import NgramIndex
 from service.matcher import (
     NAME_CANDIDATES,
-    handle_scores,
     name_candidates,
     name_pool,
-    name_scores,
 )
 from training import transforms as tf
 
@@ -222,8 +220,8 @@ def run(profiles: int, queries: int, *, unrelated_share: float, seed: int) -> di
             text.normalize_name(query["name"]),
             text.normalize_handle(query["handle"]),
         )
-        by_name = name_scores(q_name, name_keys)
-        by_handle = handle_scores(q_handle, handle_norms)
+        by_name = text.name_scores(q_name, name_keys)
+        by_handle = text.handle_scores(q_handle, handle_norms)
         kth_name, kth_handle = _kth(by_name, TOP), _kth(by_handle, TOP)
         scan_s.append(time.perf_counter() - t0)
 

@@ -429,9 +429,41 @@ def name_similarities(queries: list[str], choices: list[str]) -> np.ndarray:
         spaces_q = np.fromiter((q.count(" ") for q in queries), dtype=np.int64, count=len(queries))
         spaces_c = np.fromiter((c.count(" ") for c in choices), dtype=np.int64, count=len(choices))
         damp = np.where(np.minimum.outer(spaces_q, spaces_c) >= 1, 0.9, 0.75).astype(np.float32)
-        best = np.maximum(np.maximum(plain, by_tokens), token_set * damp) / 100.0
-        np.minimum(best, 1.0, out=out)
+        out[:] = _best_of_ratios(plain, by_tokens, token_set * damp)
     return _spread(out, queries, q_of, choices, c_of)
+
+
+def _best_of_ratios(plain: np.ndarray, by_tokens: np.ndarray, damped_set: np.ndarray) -> np.ndarray:
+    """`name_similarity` from its three rapidfuzz ratios (percent), the token-set one damped."""
+    return np.minimum(np.maximum(np.maximum(plain, by_tokens), damped_set) / 100.0, 1.0)
+
+
+def name_scores(query: str, choices: list[str]) -> np.ndarray:
+    """`name_similarity` of one name against many, in rapidfuzz's C loops. Leaner than
+    `name_similarities` for one query: that one's passes in Python over the choices (distinct
+    strings, shared tokens) pay only for many queries, and cost a check's name search a third."""
+    if not query or not choices:
+        return np.zeros(len(choices), dtype=np.float32)
+    plain = process.cdist([query], choices, scorer=fuzz.ratio, dtype=np.float32, workers=1)[0]
+    by_tokens = process.cdist(
+        [query], choices, scorer=fuzz.token_sort_ratio, dtype=np.float32, workers=1
+    )[0]
+    token_set = process.cdist(
+        [query], choices, scorer=fuzz.token_set_ratio, dtype=np.float32, workers=1
+    )[0]
+    damp = np.full(len(choices), 0.75, dtype=np.float32)
+    if " " in query:
+        damp[np.fromiter((" " in c for c in choices), dtype=bool, count=len(choices))] = 0.9
+    best = _best_of_ratios(plain, by_tokens, token_set * damp)
+    best[np.fromiter((not c for c in choices), dtype=bool, count=len(choices))] = 0.0
+    return best
+
+
+def handle_scores(query: str, choices: list[str]) -> np.ndarray:
+    """`handle_similarity` of one handle against many."""
+    if not query or not choices:
+        return np.zeros(len(choices), dtype=np.float32)
+    return process.cdist([query], choices, scorer=fuzz.ratio, dtype=np.float32, workers=1)[0] / 100
 
 
 def handle_similarities(queries: list[str], choices: list[str]) -> np.ndarray:

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
-from rapidfuzz import fuzz, process
 
 from indexers import avatar as avatar_hashing
 from indexers import text
@@ -100,34 +99,6 @@ def name_pool(indexed: int) -> int:
     return min(NAME_POOL_MAX, max(NAME_POOL_MIN, indexed // NAME_POOL_SHARE))
 
 
-def name_scores(query: str, choices: list[str]) -> np.ndarray:
-    """`text.name_similarity` of one name against many, in rapidfuzz's C loops. Leaner than
-    `text.name_similarities` for one query: that one's passes in Python over the choices (distinct
-    strings, shared tokens) pay only for many queries, and cost a check's name search a third."""
-    if not query or not choices:
-        return np.zeros(len(choices), dtype=np.float32)
-    plain = process.cdist([query], choices, scorer=fuzz.ratio, dtype=np.float32, workers=1)[0]
-    by_tokens = process.cdist(
-        [query], choices, scorer=fuzz.token_sort_ratio, dtype=np.float32, workers=1
-    )[0]
-    token_set = process.cdist(
-        [query], choices, scorer=fuzz.token_set_ratio, dtype=np.float32, workers=1
-    )[0]
-    damp = np.full(len(choices), 0.75, dtype=np.float32)
-    if " " in query:
-        damp[np.fromiter((" " in c for c in choices), dtype=bool, count=len(choices))] = 0.9
-    best = np.minimum(np.maximum(np.maximum(plain, by_tokens), token_set * damp) / 100.0, 1.0)
-    best[np.fromiter((not c for c in choices), dtype=bool, count=len(choices))] = 0.0
-    return best
-
-
-def handle_scores(query: str, choices: list[str]) -> np.ndarray:
-    """`text.handle_similarity` of one handle against many."""
-    if not query or not choices:
-        return np.zeros(len(choices), dtype=np.float32)
-    return process.cdist([query], choices, scorer=fuzz.ratio, dtype=np.float32, workers=1)[0] / 100
-
-
 def name_candidates(
     index: NameIndex,
     name_key: str,
@@ -151,8 +122,8 @@ def name_candidates(
         return hits.ids.tolist()  # type: ignore[no-any-return]
     # Stable sorts: among equally alike names, the pool's own order (more shared grams).
     names = hits.names[: max(k, round(pool * NAME_SHARE_OF_POOL))]
-    by_name = np.argsort(-name_scores(name_key, names), kind="stable")
-    by_handle = np.argsort(-handle_scores(handle_norm, hits.handles), kind="stable")
+    by_name = np.argsort(-text.name_scores(name_key, names), kind="stable")
+    by_handle = np.argsort(-text.handle_scores(handle_norm, hits.handles), kind="stable")
     turns = np.stack([by_name, by_handle[: len(by_name)]], axis=1).reshape(-1)
     _, first = np.unique(turns, return_index=True)
     chosen = turns[np.sort(first)][:k]

@@ -500,3 +500,25 @@ def test_candidate_keys_hold_each_word_so_word_order_does_not_hide_a_name() -> N
     assert len(forward & swapped) >= len(words)
     # A one-word name adds nothing beyond its joined grams (so its keys are unchanged).
     assert _keys("Tocoen", "") == set(candidate_keys("tocoen", "").tolist())
+
+
+def test_a_checks_name_and_handle_scores_are_the_pairwise_similarities() -> None:
+    choices = [
+        "jane doe",
+        "doe jane",  # words swapped
+        "jane marie doe",  # shares words: the damped token-set ratio wins
+        "jane",  # one shared word, one word alone
+        "luha luha",  # no shared word but a repeated one: token-set differs from token-sort
+        "jnae deo",
+        "",
+        "zzz",
+    ]
+    for query in ("jane doe", "luha nyer", "doe doe", "jane", ""):
+        expected = [text.name_similarity(query, c) for c in choices]
+        assert np.allclose(text.name_scores(query, choices), expected, atol=1e-6), query
+    handles = ["janedoe", "jane_doe", "", "j4nedoe"]
+    assert np.allclose(
+        text.handle_scores("janedoe", handles),
+        [text.handle_similarity("janedoe", h) for h in handles],
+        atol=1e-6,
+    )

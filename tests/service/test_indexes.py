@@ -613,28 +613,3 @@ def test_name_candidates_are_the_most_alike_by_name_and_by_handle_not_by_shared_
     assert set(name_candidates(index, *query, pool=20, k=48)) == set(ids)
     assert name_candidates(index, "", "", pool=20) == []
     assert name_pool(1_000) == 400 and name_pool(1_000_000) == 1_000_000 // 160
-
-
-def test_a_checks_name_and_handle_scores_are_the_pairwise_similarities() -> None:
-    from indexers import text
-    from service.matcher import handle_scores, name_scores
-
-    choices = [
-        "jane doe",
-        "doe jane",  # words swapped
-        "jane marie doe",  # shares words: the damped token-set ratio wins
-        "jane",  # one shared word, one word alone
-        "luha luha",  # no shared word but a repeated one: token-set differs from token-sort
-        "jnae deo",
-        "",
-        "zzz",
-    ]
-    for query in ("jane doe", "luha nyer", "doe doe", "jane", ""):
-        expected = [text.name_similarity(query, c) for c in choices]
-        assert np.allclose(name_scores(query, choices), expected, atol=1e-6), query
-    handles = ["janedoe", "jane_doe", "", "j4nedoe"]
-    assert np.allclose(
-        handle_scores("janedoe", handles),
-        [text.handle_similarity("janedoe", h) for h in handles],
-        atol=1e-6,
-    )
