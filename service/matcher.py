@@ -207,7 +207,8 @@ class Matcher:
                         if j >= 0:
                             found[i][j] = None
                             (strong if sim > BIO_EVIDENCE_FROM else weak)[i].add(j)
-            named = [q for q in queries if q.name_key or q.handle_norm]
+            # The index's size may be a server round trip (Milvus): asked only when needed.
+            named = any(q.name_key or q.handle_norm for q in queries)
             pool = name_pool(len(self.indexes.names)) if named else 0
             for i, query in enumerate(queries):
                 if query.name_key or query.handle_norm:
