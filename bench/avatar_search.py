@@ -45,6 +45,7 @@ import faiss
 import numpy as np
 from PIL import Image, ImageOps
 
+from bench.provenance import provenance, save_result
 from indexers import avatar as avatar_hashing
 from service.indexes.faiss_backend import FaissBinaryIndex
 from service.matcher import AVATAR_CANDIDATES, AVATAR_EVIDENCE_BITS
@@ -362,11 +363,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result["imagededup_phash"], indent=2), flush=True)
     result["clonefinder"] = run_clonefinder(folder, entries)
     print(json.dumps(result["clonefinder"], indent=2), flush=True)
-    # One entry per image count, so runs of several sizes sit side by side.
+    # One entry per image count, so runs of several sizes sit side by side, each with the
+    # provenance of its own run. The file's provenance is its last write's: an entry saved
+    # before entries carried their own has no better record, so it keeps that one.
     runs = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if (previous := runs.pop("provenance", None)) is not None:
+        for entry in runs.values():
+            entry.setdefault("provenance", previous)
+    result["provenance"] = provenance(argv=argv)
     runs[str(len(entries))] = result
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
+    save_result(args.out, runs, argv=argv)
     print(f"wrote {args.out}")
     return 0
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench.generate import generated_profiles
+from bench.provenance import save_result
 from indexers.bio import BioEmbedder
 
 DEFAULT_OUT = Path(__file__).with_name("results") / "embedding.json"
@@ -80,9 +81,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
     report = measure(args.bios)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(save_result(args.out, report), indent=2))
 
 
 if __name__ == "__main__":

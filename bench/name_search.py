@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench.generate import _name, generated_profiles
+from bench.provenance import save_result
 from indexers import text
 from models.scoring import SHARED_NAME
 from service.indexes.ngram import NgramIndex
@@ -342,8 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.profiles, args.queries, unrelated_share=args.unrelated_share, seed=args.seed)
     summary = {k: v for k, v in result.items() if k != "misses"}
     print(json.dumps(summary, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    save_result(args.out, result, argv=argv)
     print(f"wrote {args.out}")
     return 0
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.generate import generated_profiles
+from bench.provenance import save_result
 from service.auth import Caller
 from service.engine import Engine
 from service.scans import ScanService, ScanUpload
@@ -200,9 +201,7 @@ def main() -> None:
         seed=args.seed,
         skip_clusters=args.no_clusters,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(save_result(args.out, report), indent=2))
 
 
 if __name__ == "__main__":

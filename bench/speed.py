@@ -33,6 +33,7 @@ import httpx
 import numpy as np
 
 from bench.generate import generated_profiles
+from bench.provenance import save_result
 from service.engine import Engine
 from service.records import read_records
 from service.settings import Settings
@@ -257,9 +258,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="keep (and reuse) the corpus")
     args = parser.parse_args()
     report = run(profiles=args.profiles, checks=args.checks, seed=args.seed, workdir=args.workdir)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=2))
+    print(json.dumps(save_result(args.out, report), indent=2))
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from bench.generate import generated_profiles
+from bench.provenance import save_result
 from indexers.avatar import decode_avatar
 from models.profile import parse_record
 from service.engine import INGEST_BATCH
@@ -277,8 +278,7 @@ def main() -> None:
         engine_profiles=args.engine_profiles,
     )
     print(json.dumps(results, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    save_result(args.out, results)
     print(f"saved {args.out}")
 
 
