@@ -50,7 +50,8 @@ from training.synthetic_images import DEFAULT_AVATARS, STYLES, default_avatar, g
 
 logger = logging.getLogger(__name__)
 
-Split = Literal["train", "test"]
+Split = Literal["train", "validation", "test"]
+SPLITS: tuple[Split, ...] = ("train", "validation", "test")
 CopySide = Literal["query", "candidate", "unknown"]
 
 CLONE_KINDS: tuple[str, ...] = (
@@ -60,30 +61,58 @@ CLONE_KINDS: tuple[str, ...] = (
     "clone/avatar_bio",
     "clone/lookalike_name",
     "clone/name_handle",
+    "clone/photo_theft",
+    "clone/photo_only",
+    "clone/handle_squat",
+    "clone/cross_platform",
+    "clone/family",
+    "clone/brand",
 )
 NEGATIVE_KINDS: tuple[str, ...] = (
     "neg/namesake",
+    "neg/namesake_family",
     "neg/shared_default_avatar",
+    "neg/stock_photo",
     "neg/same_bio_bot",
     "neg/same_first_name",
     "neg/similar_photo",
     "neg/random",
 )
+# Pairs whose truth no profile comparison can settle, kept out of training and of the precision
+# figures and reported on their own: a person's own second account is a full copy by its owner
+# (the owner marks it as theirs), and a declared fan or parody account copies openly.
+SELF_DECLARED_KINDS: tuple[str, ...] = ("own/second_account", "declared/fan_parody")
+# The label a clone kind must reach: a photo alone (no name, handle or bio of the victim's) is
+# a lead for a person to review, never proof.
+EXPECTED_LABEL: dict[str, str] = {"clone/photo_only": "possible_clone"}
 # Recipe weights: most clones copy name and photo; name+handle-only copies are a minority and
 # the hardest to catch (nothing but a name and a handle variant to go on).
 _RECIPE_WEIGHTS: dict[str, float] = {
-    "clone/full_copy": 0.30,
-    "clone/name_avatar": 0.20,
-    "clone/name_bio": 0.15,
-    "clone/avatar_bio": 0.12,
-    "clone/lookalike_name": 0.13,
-    "clone/name_handle": 0.10,
+    "clone/full_copy": 0.17,
+    "clone/name_avatar": 0.12,
+    "clone/name_bio": 0.08,
+    "clone/avatar_bio": 0.07,
+    "clone/lookalike_name": 0.08,
+    "clone/name_handle": 0.06,
+    "clone/photo_theft": 0.10,
+    "clone/photo_only": 0.06,
+    "clone/handle_squat": 0.07,
+    "clone/cross_platform": 0.07,
+    "clone/brand": 0.12,
 }
+# Clone families (one victim, 2 to 30 copies) come on top of the recipes, as this share of
+# all clone pairs.
+FAMILY_SHARE = 0.12
+MAX_FAMILY = 30
 # Pairs per kind in a full-size split; `size=` scales them.
 FULL_COUNTS: dict[str, int] = {
-    "clone": 1200,
+    "clone": 1600,
     "neg/namesake": 420,
+    "neg/namesake_family": 200,
     "neg/shared_default_avatar": 360,
+    "neg/stock_photo": 240,
+    "own/second_account": 60,
+    "declared/fan_parody": 60,
     "neg/same_bio_bot": 320,
     "neg/same_first_name": 260,
     "neg/similar_photo": 240,
@@ -99,7 +128,7 @@ NAMESAKE_HANDLE_WORDS = ("art", "music", "photo", "writes", "fit", "design", "tr
                          "dev", "reads", "md", "cooks", "films", "law", "coach")  # fmt: skip
 
 _SPLIT_SALT = "clonefinder-split-v1"
-_IMAGE_SEED_BASE: dict[str, int] = {"train": 0, "test": 1_000_000_000}
+_IMAGE_SEED_BASE: dict[str, int] = {"train": 0, "test": 1_000_000_000, "validation": 2_000_000_000}
 _IMAGE_SEEDS_PER_BUILD = 1_000_000
 _NOW = datetime(2024, 12, 31, tzinfo=UTC)
 _PHOTO_FOLDERS = ("objects", "faces", "formats")
@@ -236,8 +265,10 @@ class _Photo:
 
 
 def _bucket(key: str) -> Split:
+    """Half of all sources train, a fifth validate design choices, the rest are held out."""
     digest = hashlib.sha256(f"{_SPLIT_SALT}:{key}".encode()).digest()
-    return "train" if digest[0] % 2 == 0 else "test"
+    tenth = digest[0] % 10
+    return "train" if tenth < 5 else "validation" if tenth < 7 else "test"
 
 
 def _in_split(items: Iterable[str], split: Split) -> list[str]:
@@ -615,7 +646,8 @@ class _Builder:
         pair_key = (min(ka, kb), max(ka, kb))
         if ka == kb or pair_key in self.pair_keys:
             return False
-        if not is_clone and self.sources[ka].person == self.sources[kb].person:
+        same_person = self.sources[ka].person == self.sources[kb].person
+        if not is_clone and same_person and kind not in SELF_DECLARED_KINDS:
             return False
         self.pair_keys.add(pair_key)
         self.pairs.append(LabelledPair(a, b, is_clone, kind, list(transforms or []), copy_side))
@@ -651,9 +683,8 @@ def _make_originals(b: _Builder, count: int) -> list[_Original]:
 
 
 def _choose_original(b: _Builder, originals: list[_Original], recipe: str) -> _Original:
-    needs_avatar = recipe in ("clone/full_copy", "clone/name_avatar", "clone/avatar_bio",
-                              "clone/lookalike_name")  # fmt: skip
-    needs_bio = recipe in ("clone/name_bio", "clone/avatar_bio")
+    needs_avatar = _RECIPES[recipe].avatar == "yes"
+    needs_bio = _RECIPES[recipe].bio == "yes"
     eligible = [
         o
         for o in originals
@@ -686,9 +717,11 @@ def _clone_name(b: _Builder, name: str, *, lookalike: bool) -> tuple[str, str]:
     return result, tag
 
 
-def _clone_handle(b: _Builder, handle: str, platform: str) -> tuple[str, str]:
+def _clone_handle(
+    b: _Builder, handle: str, platform: str, *, tricks: Sequence[str] = tf.HANDLE_TRANSFORMS
+) -> tuple[str, str]:
     for _ in range(8):
-        tag = b.pick("handle", tf.HANDLE_TRANSFORMS, [1.0] * len(tf.HANDLE_TRANSFORMS))
+        tag = b.pick(f"handle/{len(tricks)}", tricks, [1.0] * len(tricks))
         out = tf.transform_handle(handle, tag, b.rng, platform=platform)
         if out is not None and identity_key(platform, out) not in b.sources:
             return out, tag
@@ -724,33 +757,90 @@ def _clone_bio(b: _Builder, bio: str, *, copy: bool) -> tuple[str, str]:
     return bio, "bio:verbatim"
 
 
-def _make_clone(b: _Builder, original: _Original, recipe: str) -> None:
+# What each recipe copies of its victim: avatar, bio ("yes", "no", "maybe"), the victim's name
+# ("plain", "lookalike", "other": another person's) and handle ("variant", "new", "squat",
+# "same": kept on another platform).
+@dataclass(frozen=True)
+class _Recipe:
+    avatar: str
+    bio: str
+    name: str
+    handle: str
+    cross_platform: bool = False
+
+
+_RECIPES: dict[str, _Recipe] = {
+    "clone/full_copy": _Recipe("yes", "yes", "plain", "variant"),
+    "clone/name_avatar": _Recipe("yes", "no", "plain", "maybe"),
+    "clone/name_bio": _Recipe("no", "yes", "plain", "maybe"),
+    "clone/avatar_bio": _Recipe("yes", "yes", "lookalike", "maybe"),
+    "clone/lookalike_name": _Recipe("yes", "maybe", "lookalike", "variant"),
+    "clone/name_handle": _Recipe("none", "none", "plain", "variant"),
+    # Catfish and romance scams: the victim's own photo and a look-alike of their handle,
+    # under another name.
+    "clone/photo_theft": _Recipe("yes", "maybe", "other", "variant"),
+    "clone/photo_only": _Recipe("yes", "no", "other", "new"),
+    # A look-alike handle taken next to the victim's name, nothing else.
+    "clone/handle_squat": _Recipe("none", "none", "plain", "squat"),
+    "clone/cross_platform": _Recipe("maybe", "maybe", "plain", "same", cross_platform=True),
+    "clone/family": _Recipe("yes", "maybe", "lookalike_or_plain", "maybe"),
+    "clone/brand": _Recipe("yes", "maybe", "brand", "brand"),
+}
+# Handle tricks that keep a handle looking like the victim's at a glance.
+_SQUAT_HANDLES = ("handle:l_to_1", "handle:l_to_I", "handle:o_to_0", "handle:double_letter",
+                  "handle:drop_letter", "handle:underscore", "handle:separator")  # fmt: skip
+# What scam accounts add to a brand's name and handle.
+BRAND_NAME_WORDS = ("Support", "Help", "Care", "Customer Service", "Helpdesk", "HQ", "Team",
+                    "Official", "Assist")  # fmt: skip
+BRAND_HANDLE_WORDS = ("support", "help", "care", "helpdesk", "hq", "team", "assist", "desk")
+
+
+def _yes(b: _Builder, choice: str, rate: float = 0.5) -> bool:
+    return choice == "yes" or (choice == "maybe" and b.rng.random() < rate)
+
+
+def _make_clone(b: _Builder, original: _Original, recipe: str) -> tuple[str, str]:
+    """One copy of `original` made as `recipe` says, paired with it; returns the copy's key."""
     rng = b.rng
+    spec = _RECIPES[recipe]
     person = original.person
     orig = b.record(original.key)
     tags: list[str] = []
     platform = orig["platform"]
-    cross = b.pick("platform", ("same", "cross"), (0.9, 0.1)) == "cross"
+    cross = spec.cross_platform or (
+        recipe != "clone/brand" and b.pick("platform", ("same", "cross"), (0.93, 0.07)) == "cross"
+    )
     if cross:
         platform = "instagram" if platform == "twitter" else "twitter"
         tags.append("context:cross_platform")
 
-    copies_avatar = recipe in ("clone/full_copy", "clone/name_avatar", "clone/avatar_bio",
-                               "clone/lookalike_name")  # fmt: skip
-    copies_bio = recipe in ("clone/full_copy", "clone/name_bio", "clone/avatar_bio") or (
-        recipe == "clone/lookalike_name" and rng.random() < 0.5
-    )
-    lookalike = recipe in ("clone/avatar_bio", "clone/lookalike_name")
-    variant_handle = recipe in ("clone/full_copy", "clone/lookalike_name", "clone/name_handle") or (
-        rng.random() < 0.55
-    )
-
-    name, name_tag = _clone_name(b, orig.get("display_name", person.name), lookalike=lookalike)
+    original_name = orig.get("display_name", person.name)
+    if spec.name == "other":
+        name, name_tag = b.generated_name(), "name:other_person"
+    elif spec.name == "brand":
+        word = rng.choice(BRAND_NAME_WORDS)
+        name = f"{original_name} {word}" if rng.random() < 0.8 else f"{word} {original_name}"
+        name_tag = "name:brand_word"
+    else:
+        lookalike = spec.name == "lookalike" or (
+            spec.name == "lookalike_or_plain" and rng.random() < 0.5
+        )
+        name, name_tag = _clone_name(b, original_name, lookalike=lookalike)
     tags.append(name_tag)
 
-    if cross and b.pick("cross_handle", ("variant", "same"), (0.5, 0.5)) == "same":
+    if spec.handle == "same" and (not cross or rng.random() < 0.8):
         handle, handle_tag = orig["handle"], "handle:same"
-    elif variant_handle:
+    elif spec.handle == "squat":
+        handle, handle_tag = _clone_handle(b, orig["handle"], platform, tricks=_SQUAT_HANDLES)
+    elif spec.handle == "brand":
+        word = rng.choice(BRAND_HANDLE_WORDS)
+        # The platform's length limit shortens the brand, never the scam word.
+        base = orig["handle"][: tf.HANDLE_LIMITS.get(platform, 30) - len(word) - 1]
+        handle = rng.choice((f"{base}_{word}", f"{base}{word}", f"{word}{base}"))
+        handle_tag = "handle:brand_word"
+    elif spec.handle == "new":
+        handle, handle_tag = b.handle_from_name(name, platform=platform), "handle:new"
+    elif spec.handle in ("variant", "same") or rng.random() < 0.55:
         handle, handle_tag = _clone_handle(b, orig["handle"], platform)
     else:
         handle, handle_tag = b.handle_from_name(person.name, platform=platform), "handle:new"
@@ -759,17 +849,18 @@ def _make_clone(b: _Builder, original: _Original, recipe: str) -> None:
     # A clone that copies only the name and handle leaves the rest blank or default: with a
     # photo and a bio of its own, nothing would tell it from a namesake, and calling such a
     # pair a clone would teach the model to flag namesakes.
-    name_only = recipe == "clone/name_handle"
-    if name_only:
+    if spec.bio == "none":
         bio, bio_tag = "", "bio:empty"
+    elif recipe == "clone/brand" and rng.random() < 0.5:
+        bio, bio_tag = rng.choice(_BRAND_SCAM_BIOS).format(name=original_name), "bio:scam"
     else:
-        bio, bio_tag = _clone_bio(b, orig.get("bio", ""), copy=copies_bio)
+        bio, bio_tag = _clone_bio(b, orig.get("bio", ""), copy=_yes(b, spec.bio))
     tags.append(bio_tag)
 
     source = ProfileSource(person=person.key, role="clone", source_id=person.source_id)
     original_source = b.sources[original.key]
     jpeg: bytes | None = None
-    if copies_avatar and original.key in b.avatar_jpeg:
+    if _yes(b, spec.avatar, 0.7) and original.key in b.avatar_jpeg:
         avatar_tags = _clone_avatar_tags(b)
         jpeg = tf.transform_avatar(b.avatar_jpeg[original.key], avatar_tags, rng)
         tags.extend(avatar_tags)
@@ -777,7 +868,7 @@ def _make_clone(b: _Builder, original: _Original, recipe: str) -> None:
         source.avatar_category = original_source.avatar_category
     else:
         choice = rng.choices(
-            ("none", "default", "different"), (0.4, 0.4, 0.0 if name_only else 0.2)
+            ("none", "default", "different"), (0.4, 0.4, 0.0 if spec.avatar == "none" else 0.2)
         )[0]
         tags.append(f"avatar:{choice}")
         if choice == "default":
@@ -786,25 +877,9 @@ def _make_clone(b: _Builder, original: _Original, recipe: str) -> None:
             jpeg, own = b.own_avatar(default_rate=0.0, none_rate=0.0)
             source.image_seed, source.avatar_category = own.image_seed, own.avatar_category
 
-    # Context: a clone is usually newer, smaller and unverified; some are noisy on purpose.
-    noise = b.pick("context", ("none", "context:no_created_at", "context:bought_followers"),
-                   (0.9, 0.05, 0.05))  # fmt: skip
-    if person.created_at is not None:
-        created: datetime | None = min(
-            person.created_at + timedelta(days=1 + int(rng.lognormvariate(5, 1.2)),
-                                          seconds=rng.randint(0, 86399)),
-            _NOW,
-        )  # fmt: skip
-    else:
-        created = b.random_created(2012, 2024)
-    followers = rng.randint(0, max(5, person.followers // 20))
-    if noise == "context:no_created_at":
-        created = None
-        tags.append(noise)
-    elif noise == "context:bought_followers":
-        followers = int(person.followers * rng.uniform(1.5, 4)) + rng.randint(500, 5000)
-        tags.append(noise)
-
+    created, followers, context_tag = _clone_context(b, person)
+    if context_tag:
+        tags.append(context_tag)
     key = b.add_profile(
         person,
         platform=platform,
@@ -830,6 +905,93 @@ def _make_clone(b: _Builder, original: _Original, recipe: str) -> None:
     else:
         b.add_pair(key, original_key, kind=recipe, is_clone=True, transforms=tags,
                    copy_side="query")  # fmt: skip
+    return key
+
+
+_BRAND_SCAM_BIOS = (
+    "Official {name} support. DM us your account details and we will fix it fast",
+    "{name} help desk 24/7. Send us a direct message for refunds",
+    "We are here to help with your {name} account. Message us now",
+    "{name} customer care. Verify your account via the link below",
+)
+
+
+def _clone_context(b: _Builder, victim: _Person) -> tuple[datetime | None, int, str]:
+    """When a copy was made and how followed it is, as mixed as in life: most are new and
+    small, some are bought aged accounts, some inflate their followers, some carry no date."""
+    rng = b.rng
+    noise = b.pick(
+        "context",
+        ("none", "context:no_created_at", "context:bought_followers", "context:aged_account"),
+        (0.78, 0.08, 0.1, 0.04),
+    )
+    if victim.created_at is not None:
+        created: datetime | None = min(
+            victim.created_at + timedelta(days=1 + int(rng.lognormvariate(5, 1.2)),
+                                          seconds=rng.randint(0, 86399)),
+            _NOW,
+        )  # fmt: skip
+    else:
+        created = b.random_created(2012, 2024)
+    followers = rng.randint(0, max(5, victim.followers // 20))
+    if noise == "context:no_created_at":
+        created = None
+    elif noise == "context:bought_followers":
+        followers = int(victim.followers * rng.uniform(1.5, 4)) + rng.randint(500, 5000)
+    elif noise == "context:aged_account":
+        # An old account bought and renamed: older than the victim's, often well followed.
+        start = victim.created_at or _NOW
+        created = start - timedelta(days=rng.randint(30, 2500))
+        followers = rng.randint(0, 3 * max(10, victim.followers))
+    return created, followers, "" if noise == "none" else noise
+
+
+def _clone_families(b: _Builder, originals: list[_Original], count: int) -> None:
+    """Victims cloned 2 to 30 times with their photo and name, as bot farms do."""
+    with_photo = [o for o in originals if o.key in b.avatar_jpeg and o.clones == 0]
+    b.rng.shuffle(with_photo)
+    made = 0
+    for original in with_photo:
+        if made >= count:
+            break
+        size = min(count - made, b.rng.choice((2, 3, 5, 8, 12, 20, MAX_FAMILY)))
+        for _ in range(max(2, size)):
+            _make_clone(b, original, "clone/family")
+            made += 1
+
+
+_BRAND_WORDS = ("Nova", "Apex", "Lumen", "Orbit", "Cedar", "Vertex", "Harbor", "Summit",
+                "Pioneer", "Quantum", "Beacon", "Atlas", "Zenith", "Maple", "Crest", "Falcon",
+                "Horizon", "Silver", "Polar", "Cobalt", "Emerald", "Granite", "Sterling",
+                "Vista")  # fmt: skip
+_BRAND_SECTORS = ("Bank", "Airlines", "Mobile", "Games", "Energy", "Insurance", "Crypto",
+                  "Shop", "Pay", "Telecom", "Travel", "Health", "Motors", "Wallet",
+                  "Exchange")  # fmt: skip
+
+
+def _make_brands(b: _Builder, count: int) -> list[_Original]:
+    """Organisations: a brand name, a logo for an avatar, verified and widely followed."""
+    words, sectors = _in_split(_BRAND_WORDS, b.split), _in_split(_BRAND_SECTORS, b.split)
+    # Two words and a sector: every brand of a corpus has a name of its own.
+    names = [(w1 + w2.lower(), sector) for w1 in words for w2 in words if w1 != w2
+             for sector in sectors]  # fmt: skip
+    brands = []
+    for word, sector in b.rng.sample(names, min(count, len(names))):
+        name = f"{word} {sector}"
+        person = b.generated_person(name)
+        person.handle = f"{word}{sector}".lower() if b.rng.random() < 0.6 else f"{word}_{sector}"
+        person.bio = f"The official account of {name}. {b.rng.choice(_BRAND_TAGLINES)}"
+        person.followers = int(b.rng.lognormvariate(10, 1.5))
+        seed = b.next_image_seed()
+        logo = tf.encode_jpeg(generate_image(seed, style="shapes"), quality=85)
+        source = ProfileSource(person="", role="", image_seed=seed, avatar_category="logo")
+        key = b.add_person(person, role="original", avatar=(logo, source))
+        brands.append(_Original(identity_key(*key), person))
+    return brands
+
+
+_BRAND_TAGLINES = ("Here for you 24/7.", "News, offers and service updates.",
+                   "Questions? We are listening.", "Since 1998.", "Built for you.")  # fmt: skip
 
 
 # --- negatives -------------------------------------------------------------------------------
@@ -837,6 +999,103 @@ def _make_clone(b: _Builder, original: _Original, recipe: str) -> None:
 
 def _orient(b: _Builder, a: tuple[str, str], c: tuple[str, str]) -> tuple[tuple[str, str], ...]:
     return (a, c) if b.rng.random() < 0.5 else (c, a)
+
+
+def _own_accounts(b: _Builder, originals: list[_Original], seconds: int, fans: int) -> None:
+    """A person's own second account, and declared fan or parody accounts of them."""
+    rng = b.rng
+    pool = [o for o in originals if o.key in b.avatar_jpeg]
+    rng.shuffle(pool)
+    for i, original in enumerate(pool[: seconds + fans]):
+        orig = b.record(original.key)
+        person = original.person
+        name = orig.get("display_name", person.name)
+        platform = orig["platform"]
+        jpeg = tf.transform_avatar(b.avatar_jpeg[original.key], ["avatar:jpeg"], rng)
+        source = ProfileSource(person=person.key, role="own", source_id=person.source_id)
+        source.photo = b.sources[original.key].photo
+        if i < seconds:
+            kind, bio = "own/second_account", person.bio if rng.random() < 0.5 else ""
+            handle = rng.choice(
+                (
+                    f"{orig['handle']}2",
+                    f"{orig['handle']}_{rng.choice(NAMESAKE_HANDLE_WORDS)}",
+                    b.handle_from_name(name, platform=platform),
+                )
+            )
+            tags = ["own:second_account"]
+        else:
+            kind = "declared/fan_parody"
+            word = rng.choice(("Fan", "Fans", "Fan Page", "Parody", "Fan Club"))
+            declared_in_name = rng.random() < 0.6
+            name = f"{name} {word}" if declared_in_name else name
+            bio = person.bio if declared_in_name else rng.choice(_DECLARATIONS).format(name=name)
+            handle = f"{orig['handle']}{rng.choice(('fan', 'fans', 'parody', 'fp'))}"
+            tags = ["declared:name" if declared_in_name else "declared:bio"]
+        key = b.add_profile(
+            person,
+            platform=platform,
+            handle=handle[: tf.HANDLE_LIMITS.get(platform, 30)],
+            name=name,
+            bio=bio,
+            avatar=jpeg,
+            source=source,
+            created_at=b.random_created(2014, 2024),
+            followers=rng.randint(0, 2000),
+            following=rng.randint(20, 2000),
+            posts=rng.randint(0, 500),
+            verified=False,
+            account_id=str(rng.randint(10**9, 10**12)),
+        )
+        b.add_pair(original.key, key, kind=kind, transforms=tags)
+
+
+_DECLARATIONS = (
+    "Parody account. Not affiliated with {name}",
+    "Fan account of {name} ❤️ not the real one",
+    "Fan page dedicated to {name}. Unofficial",
+    "Satire / parody of {name}, not the real person",
+)
+
+
+def _namesake_families(b: _Builder, count: int) -> None:
+    """Dozens of real people who share one common name, each with their own photo and bio."""
+    rng = b.rng
+    names = list(b.common_names or COMMON_NAMES)
+    rng.shuffle(names)
+    made = 0
+    for name in names:
+        if made >= count:
+            break
+        members = []
+        for _ in range(rng.randint(20, 40)):
+            person = b.generated_person(name)
+            avatar = b.own_avatar(default_rate=0.1, none_rate=0.05)
+            members.append(b.add_person(person, role="common_name", avatar=avatar))
+        pairs = [(i, j) for i in range(len(members)) for j in range(i + 1, len(members))]
+        rng.shuffle(pairs)
+        for i, j in pairs[: max(1, count // 3)]:
+            if made < count:
+                made += b.add_pair(*_orient(b, members[i], members[j]), kind="neg/namesake_family",
+                                   transforms=["namesake:family"])  # fmt: skip
+
+
+def _stock_photos(b: _Builder, count: int) -> None:
+    """Stock photos and memes worn by many unrelated people (each its own name and bio)."""
+    rng = b.rng
+    made = 0
+    while made < count:
+        seed = b.next_image_seed()
+        style = rng.choice(("face", "field", "gradient"))
+        stock = generate_image(seed, style=style)
+        members = []
+        for _ in range(rng.randint(15, 60)):
+            jpeg = tf.encode_jpeg(stock, quality=rng.choice((70, 80, 85, 92)))
+            source = ProfileSource(person="", role="", image_seed=seed, avatar_category="stock")
+            members.append(b.add_person(b.generated_person(), role="crowd", avatar=(jpeg, source)))
+        for _ in range(min(count - made, len(members) * 2)):
+            a, c = rng.sample(members, 2)
+            made += b.add_pair(a, c, kind="neg/stock_photo", transforms=["stock:" + style])
 
 
 def _namesakes(b: _Builder, originals: list[_Original], count: int) -> None:
@@ -1036,8 +1295,8 @@ def build_corpus(
     `data_dir` (default: `default_data_dir()`) lacks the shared data, generated people and
     images stand in, with a warning.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
     folder = data_dir if data_dir is not None else default_data_dir()
     people = _load_real_people(folder, split)
     photos = _load_photos(folder, split) if folder.is_dir() else []
@@ -1046,12 +1305,23 @@ def build_corpus(
     counts = _scaled_counts(size)
     b = _Builder(split, seed, people, photos)
 
-    originals = _make_originals(b, math.ceil(counts["clone"] / 1.3))
-    recipes = list(_RECIPE_WEIGHTS)
-    for _ in range(counts["clone"]):
-        recipe = b.pick("recipe", recipes, list(_RECIPE_WEIGHTS.values()))
+    families = round(counts["clone"] * FAMILY_SHARE)
+    singles = counts["clone"] - families
+    brand_clones = round(singles * _RECIPE_WEIGHTS["clone/brand"])
+    originals = _make_originals(b, math.ceil((singles - brand_clones) / 1.3) + families // 6)
+    brands = _make_brands(b, max(2, math.ceil(brand_clones / 1.5)))
+    recipes = [r for r in _RECIPE_WEIGHTS if r != "clone/brand"]
+    weights = [_RECIPE_WEIGHTS[r] for r in recipes]
+    _clone_families(b, originals, families)
+    for _ in range(singles - brand_clones):
+        recipe = b.pick("recipe", recipes, weights)
         _make_clone(b, _choose_original(b, originals, recipe), recipe)
+    for _ in range(brand_clones):
+        _make_clone(b, _choose_original(b, brands, "clone/brand"), "clone/brand")
+    _own_accounts(b, originals, counts["own/second_account"], counts["declared/fan_parody"])
     _namesakes(b, originals, counts["neg/namesake"])
+    _namesake_families(b, counts["neg/namesake_family"])
+    _stock_photos(b, counts["neg/stock_photo"])
     _bots(b, counts["neg/same_bio_bot"])
     _default_crowds(b, counts["neg/shared_default_avatar"])
     _same_first_name(b, counts["neg/same_first_name"])
@@ -1095,7 +1365,7 @@ def read_pairs_jsonl(path: Path) -> list[LabelledPair]:
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m training.pairset --split test --out DIR`: write profiles and pairs files."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--split", choices=("train", "test"), required=True)
+    parser.add_argument("--split", choices=SPLITS, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--size", type=int, default=None)

@@ -6,7 +6,8 @@ Builds the labelled training corpus (training/pairset.py), ingests it into a thr
 measures every labelled pair through the service's own comparison code, fits a logistic
 regression on the designed features (models/scoring.py), and calibrates it with isotonic
 regression on out-of-fold predictions, so the calibration is not fitted on scores the model has
-already seen. The test split is never touched here: bench/quality.py measures on it.
+already seen. Neither the validation split (where design choices are tried) nor the test
+split (read only for the README's figures, by bench/quality.py) is touched here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import numpy as np
@@ -28,8 +30,14 @@ from models.scoring import (
     ScoringModel,
     feature_matrix,
 )
-from training.evidence import corpus_engine, measure_pairs
-from training.pairset import build_corpus
+from training.evidence import MeasuredPair, corpus_engine, measure_pairs
+from training.pairset import (
+    EXPECTED_LABEL,
+    SELF_DECLARED_KINDS,
+    LabelledPair,
+    Split,
+    build_corpus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +80,30 @@ def fit_monotone_logistic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, flo
     return result.x[:d], float(result.x[d])
 
 
-def train(*, seed: int) -> dict[str, object]:
-    corpus = build_corpus("train", seed=seed)
-    logger.info("train corpus: %d profiles, %d pairs", len(corpus.profiles), len(corpus.pairs))
+def trains_on(pair: LabelledPair) -> bool:
+    """Whether a labelled pair teaches the model: not one whose truth no comparison can settle
+    (a person's own second account, a declared fan account), nor a clone whose expected label
+    is a lead for review rather than a finding (a photo alone)."""
+    return pair.kind not in SELF_DECLARED_KINDS and pair.kind not in EXPECTED_LABEL
+
+
+def measure_split(split: Split, *, seed: int) -> list[MeasuredPair]:
+    """Every labelled pair of one split, measured through the service's own code."""
+    corpus = build_corpus(split, seed=seed)
+    logger.info("%s corpus: %d profiles, %d pairs", split, len(corpus.profiles), len(corpus.pairs))
     with corpus_engine(corpus, scorer=ScoringModel.untrained()) as engine:
-        measured = measure_pairs(engine, corpus.pairs)
-    x = feature_matrix([m.evidence for m in measured])
-    y = np.array([m.pair.is_clone for m in measured], dtype=int)
+        return measure_pairs(engine, corpus.pairs)
+
+
+def fit(
+    measured: Sequence[MeasuredPair], *, seed: int, leave_out: Iterable[str] = ()
+) -> dict[str, object]:
+    """The weights fitted on `measured` (less the kinds in `leave_out`), calibrated on
+    out-of-fold predictions."""
+    left_out = set(leave_out)
+    kept = [m for m in measured if trains_on(m.pair) and m.pair.kind not in left_out]
+    x = feature_matrix([m.evidence for m in kept])
+    y = np.array([m.pair.is_clone for m in kept], dtype=int)
 
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
     out_of_fold = np.zeros(len(y))
@@ -104,10 +129,14 @@ def train(*, seed: int) -> dict[str, object]:
             "seed": seed,
             "pairs": int(len(y)),
             "clones": int(y.sum()),
-            "profiles": len(corpus.profiles),
+            "left_out": sorted(left_out),
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     }
+
+
+def train(*, seed: int) -> dict[str, object]:
+    return fit(measure_split("train", seed=seed), seed=seed)
 
 
 def main() -> None:

@@ -63,6 +63,7 @@ CONTEXT_TRANSFORMS: tuple[str, ...] = (
     "context:no_created_at",
     "context:bought_followers",
     "context:cross_platform",
+    "context:aged_account",
 )
 
 CYRILLIC = {

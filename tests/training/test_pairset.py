@@ -7,16 +7,19 @@ import io
 import itertools
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
+from indexers import text
 from models.profile import identity_key, parse_record
 from training import transforms as tf
 from training.pairset import (
     CLONE_KINDS,
     MIN_DEFAULT_SHARE,
     NEGATIVE_KINDS,
+    SELF_DECLARED_KINDS,
     Corpus,
     build_corpus,
     default_data_dir,
@@ -46,6 +49,11 @@ def test_split() -> Corpus:
 
 
 @pytest.fixture(scope="module")
+def validation() -> Corpus:
+    return build_corpus("validation", seed=3, size=SIZE)
+
+
+@pytest.fixture(scope="module")
 def generated_only(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
     missing = tmp_path_factory.mktemp("nodata") / "missing"
     return build_corpus("test", seed=3, size=SIZE, data_dir=missing)
@@ -67,7 +75,7 @@ def _check_consistent(corpus: Corpus) -> None:
             assert pair.kind in CLONE_KINDS
             assert pair.copy_side in ("query", "candidate")
         else:
-            assert pair.kind in NEGATIVE_KINDS
+            assert pair.kind in NEGATIVE_KINDS + SELF_DECLARED_KINDS
             assert pair.copy_side == "unknown"
     unordered = [
         frozenset((identity_key(*p.query), identity_key(*p.candidate))) for p in corpus.pairs
@@ -95,7 +103,7 @@ def test_records_are_valid_profile_records(test_split: Corpus) -> None:
 
 def test_every_kind_and_transformation_appears(test_split: Corpus) -> None:
     kinds = Counter(p.kind for p in test_split.pairs)
-    assert set(CLONE_KINDS) | set(NEGATIVE_KINDS) <= set(kinds)
+    assert set(CLONE_KINDS) | set(NEGATIVE_KINDS) | set(SELF_DECLARED_KINDS) <= set(kinds)
     applied = {t for p in test_split.pairs if p.is_clone for t in p.transforms}
     vocabulary = (
         tf.NAME_TRANSFORMS
@@ -164,20 +172,55 @@ def test_clone_context_mostly_points_at_the_copy(test_split: Corpus) -> None:
 
 
 @needs_shared
-def test_splits_share_no_source(train: Corpus, test_split: Corpus) -> None:
+def test_splits_share_no_source(train: Corpus, validation: Corpus, test_split: Corpus) -> None:
+    """Train, validation and test: no person, photo, generated image or bio in two of them."""
+
     def sources(corpus: Corpus, attr: str) -> set[object]:
         return {getattr(s, attr) for s in corpus.sources.values()} - {None}
 
-    assert sources(train, "source_id")
-    assert sources(train, "source_id").isdisjoint(sources(test_split, "source_id"))
-    assert sources(train, "image_seed").isdisjoint(sources(test_split, "image_seed"))
-    train_photos = {photo_group(p) for p in sources(train, "photo")}  # type: ignore[arg-type]
-    test_photos = {photo_group(p) for p in sources(test_split, "photo")}  # type: ignore[arg-type]
-    assert train_photos and test_photos
-    assert train_photos.isdisjoint(test_photos)
-    train_bios = {p["bio"] for p in train.profiles if p.get("bio") and len(p["bio"]) > 40}
-    test_bios = {p["bio"] for p in test_split.profiles if p.get("bio") and len(p["bio"]) > 40}
-    assert train_bios.isdisjoint(test_bios)
+    def bios(corpus: Corpus) -> set[str]:
+        return {p["bio"] for p in corpus.profiles if p.get("bio") and len(p["bio"]) > 40}
+
+    splits = {"train": train, "validation": validation, "test": test_split}
+    for (name_a, a), (name_b, b) in itertools.combinations(splits.items(), 2):
+        assert sources(a, "source_id") and sources(b, "source_id")
+        assert sources(a, "source_id").isdisjoint(sources(b, "source_id")), (name_a, name_b)
+        assert sources(a, "image_seed").isdisjoint(sources(b, "image_seed")), (name_a, name_b)
+        photos_a = {photo_group(p) for p in sources(a, "photo")}  # type: ignore[arg-type]
+        photos_b = {photo_group(p) for p in sources(b, "photo")}  # type: ignore[arg-type]
+        assert photos_a and photos_b
+        assert photos_a.isdisjoint(photos_b), (name_a, name_b)
+        assert bios(a).isdisjoint(bios(b)), (name_a, name_b)
+
+
+def test_the_new_ways_of_copying_copy_what_they_say(test_split: Corpus) -> None:
+    by_key = {identity_key(p["platform"], p["handle"]): p for p in test_split.profiles}
+
+    def sides(kind: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return [
+            (by_key[identity_key(*p.query)], by_key[identity_key(*p.candidate)])
+            for p in test_split.pairs
+            if p.kind == kind
+        ]
+
+    for a, c in sides("clone/photo_theft") + sides("clone/photo_only"):
+        assert "avatar_base64" in a and "avatar_base64" in c
+        assert a.get("display_name") != c.get("display_name")
+    for a, c in sides("clone/handle_squat"):
+        assert not (a.get("bio") and c.get("bio")), "a squatter copies no bio"
+    cross = sides("clone/cross_platform")
+    assert cross and all(a["platform"] != c["platform"] for a, c in cross)
+    assert any(a["handle"] == c["handle"] for a, c in cross)
+    families = Counter(
+        p.query if p.copy_side == "candidate" else p.candidate
+        for p in test_split.pairs
+        if p.kind == "clone/family"
+    )
+    assert families and max(families.values()) >= 2
+    for a, c in sides("declared/fan_parody"):
+        assert text.declares_unaffiliated(a.get("display_name"), a.get("bio")) or (
+            text.declares_unaffiliated(c.get("display_name"), c.get("bio"))
+        )
 
 
 def test_photo_groups_keep_one_portrait_together() -> None:
