@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -15,7 +16,7 @@ import indexers.text as text
 from indexers import avatar as avatar_hashing
 from indexers.bio import normalize_bio
 from models.result import Context, PairEvidence
-from models.scoring import SHARED_NAME
+from models.scoring import NEAR_HANDLE_EDITS, SHARED_NAME
 
 # Two bios this alike are one text with cosmetic edits; also the cut for "many share this bio".
 BIO_NEAR_IDENTICAL = 0.95
@@ -37,11 +38,99 @@ class ProfileSide:
 
 @dataclass(frozen=True, slots=True)
 class Popularity:
-    """How many other indexed accounts share the query's avatar, bio or name (weak if many)."""
+    """How many unrelated indexed identities share the query's avatar, bio or name: the more,
+    the less it says (a default silhouette, a template bio, "Maria Garcia")."""
 
     avatar: int = 0
     bio: int = 0
     name: int = 0
+    avatar_copies: int = 0  # sharers of the avatar that resemble the query: its copies
+
+
+# Two additions to a name this alike are one, copied ("archi" and "arci").
+_SAME_ADDITION = 0.75
+# A transformed copy of a photo (resized, cropped, filtered) stays this close; a bio this alike
+# was copied with edits.
+NEAR_COPY_BITS = 12
+ALIKE_BIO = 0.8
+# A sharer whose name or handle is this alike the query's is one of its copies, not a stranger.
+FAMILY_LIKENESS = 0.8
+# More unrelated sharers than this, and the avatar or bio is a stock one: it no longer ties
+# the accounts that share it into one family when the name's sharers are counted.
+STOCK_FROM = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Sharers:
+    """Which candidates carry the query's avatar (a near-copy) or bio (near-identical), and
+    who every candidate is (its folded name and handle), by candidate key."""
+
+    avatar: tuple[object, ...] = ()
+    bio: tuple[object, ...] = ()
+    # Those whose avatar is a near-copy (NEAR_COPY_BITS) or bio alike (ALIKE_BIO): a namesake
+    # who also copied the photo or bio is a copy, not a namesake.
+    avatar_near: tuple[object, ...] = ()
+    bio_near: tuple[object, ...] = ()
+
+
+def identity_popularity(
+    query: ProfileSide, sharers: Sharers, identities: dict[Any, tuple[str, str, str]]
+) -> Popularity:
+    """How many *unrelated* identities share the query's avatar, bio and name.
+
+    A photo shared by a dozen strangers is a stock photo; the same photo worn by a dozen
+    accounts that also carry the query's name or handle is the query's own photo, copied by a
+    family of clones. So a sharer that resembles the query's identity (its name or its handle
+    alike) is left out of the avatar's and the bio's count, and a namesake that also wears the
+    query's (not stock) avatar or bio, or its handle (alike beyond the name, or within a
+    keystroke or two as written), is left out of the name's. `identities` maps each candidate
+    key to its (name key, handle norm, handle); a sharer missing from it (deleted meanwhile)
+    counts as unrelated.
+    """
+
+    def resembles(key: object) -> bool:
+        name_key, handle_norm, _ = identities.get(key, ("", "", ""))
+        return _name_alike(query.name_key, name_key) or _handle_alike(query, handle_norm)
+
+    def copies_handle(name_key: str, handle_norm: str, handle: str) -> bool:
+        if text.handle_edits(query.handle, handle) <= NEAR_HANDLE_EDITS:
+            return True
+        return _handle_alike(query, handle_norm) and not _agree_only_in_the_name(
+            query_rest, text.handle_beyond_name(handle_norm, name_key)
+        )
+
+    avatar = sum(1 for key in sharers.avatar if not resembles(key))
+    copies = len(sharers.avatar) - avatar
+    bio = sum(1 for key in sharers.bio if not resembles(key))
+    if not query.name_key:
+        return Popularity(avatar=avatar, bio=bio, avatar_copies=copies)
+    tied = set(sharers.avatar_near if avatar <= STOCK_FROM else ()) | set(
+        sharers.bio_near if bio <= STOCK_FROM else ()
+    )
+    # A namesake whose handle only spells the shared name chose it as any namesake would.
+    query_rest = text.handle_beyond_name(query.handle_norm, query.name_key)
+    name = sum(
+        1
+        for key, (name_key, handle_norm, handle) in identities.items()
+        if name_key == query.name_key
+        and key not in tied
+        and not copies_handle(name_key, handle_norm, handle)
+    )
+    return Popularity(avatar=avatar, bio=bio, name=name, avatar_copies=copies)
+
+
+def _name_alike(query_key: str, other_key: str) -> bool:
+    return bool(query_key and other_key) and (
+        text.name_similarity(query_key, other_key) >= FAMILY_LIKENESS
+    )
+
+
+def _handle_alike(query: ProfileSide, other_norm: str) -> bool:
+    if not text.handle_carries_identity(None, query.handle_norm):
+        return False
+    if not text.handle_carries_identity(None, other_norm):
+        return False
+    return text.handle_similarity(query.handle_norm, other_norm) >= FAMILY_LIKENESS
 
 
 def compare(
@@ -56,6 +145,7 @@ def compare(
     query_bio = normalize_bio(query.bio)
     query_lookalikes = text.lookalikes(query.display_name or "")
     query_handle_rest = text.handle_beyond_name(query.handle_norm, query.name_key)
+    query_declares = text.declares_unaffiliated(query.display_name, query.bio)
     evidence = []
     for i, cand in enumerate(candidates):
         bits = avatar_bits[i]
@@ -64,10 +154,10 @@ def compare(
             if query.name_key and cand.name_key
             else None
         )
-        handle_sim = (
-            text.handle_similarity(query.handle_norm, cand.handle_norm)
-            if query.handle_norm and cand.handle_norm
-            else None
+        # A handle that cannot tell people apart (a platform default, a generic word, a
+        # core of a few letters) is no evidence, for or against.
+        handle_sim = text.handle_evidence(
+            query.handle, query.handle_norm, cand.handle, cand.handle_norm
         )
         shared_name = name_sim is not None and name_sim >= SHARED_NAME
         lookalikes = (
@@ -75,14 +165,22 @@ def compare(
         )
         # How the handles relate to the name matters only when the two share that name.
         handle_lookalike = shared_name and text.is_lookalike_handle(query.handle, cand.handle)
+        # A letter apart in handles mirrors a letter apart in names ("Mason" and "Manon"): a
+        # misspelt handle is disguise only next to the very same name.
+        handle_typo = (
+            not handle_lookalike
+            and bool(query.name_key)
+            and query.name_key == cand.name_key
+            and text.is_typo_handle(query.handle, cand.handle)
+        )
         cand_handle_rest = (
             text.handle_beyond_name(cand.handle_norm, cand.name_key)
             if shared_name and handle_sim is not None and query_handle_rest is not None
             else None
         )
         # A namesake's handle may spell the same name, but never by swapping look-alike
-        # characters into another's handle: that is disguise, not coincidence.
-        only_the_name = not handle_lookalike and _agree_only_in_the_name(
+        # characters into another's handle, nor by misspelling it: that is disguise.
+        only_the_name = not (handle_lookalike or handle_typo) and _agree_only_in_the_name(
             query_handle_rest, cand_handle_rest
         )
         cand_bio = normalize_bio(cand.bio)
@@ -91,18 +189,27 @@ def compare(
                 avatar=None if bits is None else avatar_hashing.avatar_similarity(bits),
                 avatar_bits=bits,
                 avatar_popularity=popularity.avatar,
+                avatar_copies=popularity.avatar_copies,
                 display_name=name_sim,
                 display_name_exact=bool(query.name_key) and query.name_key == cand.name_key,
                 display_name_verbatim=text.is_verbatim(query.display_name, cand.display_name),
                 handle=handle_sim,
-                handle_exact=bool(query.handle_norm) and query.handle_norm == cand.handle_norm,
-                handle_lookalike=handle_lookalike,
+                handle_exact=handle_sim == 1.0 and query.handle_norm == cand.handle_norm,
+                # A look-alike swap and a one-letter change are one trick: disguise.
+                handle_lookalike=handle_lookalike or handle_typo,
+                handle_typo=handle_typo,
+                handle_edits=None
+                if handle_sim is None
+                else text.handle_edits(query.handle, cand.handle),
                 handle_from_name=only_the_name,
                 handles_only_name=cand_handle_rest == "" and query_handle_rest == "",
                 bio=bio_scores[i],
                 bio_exact=bool(query_bio) and query_bio.casefold() == cand_bio.casefold(),
                 bio_popularity=popularity.bio,
                 name_popularity=popularity.name,
+                # A disclosure both carry was copied with the rest: it discloses nothing.
+                declared_unaffiliated=query_declares
+                != text.declares_unaffiliated(cand.display_name, cand.bio),
                 lookalikes=lookalikes,
                 query_context=query.context,
                 candidate_context=cand.context,
@@ -222,10 +329,17 @@ def pair_similarities(
 
 def _agree_only_in_the_name(query_rest: str | None, candidate_rest: str | None) -> bool:
     """Whether two handles that both spell their display name share nothing else: both are
-    the bare name, or what each adds to it differs ("mayaokafor" and "mayaokaforart")."""
+    the bare name, or what each adds to it differs ("mayaokafor" and "mayaokaforart",
+    "maria_garcia31" and "maria_garcia_dr"); not when the additions are one, copied with a
+    letter changed ("sonia_linus" and "sonia_linuss"). Misspellings of a handle that spells
+    the name are `text.is_typo_handle`'s."""
     if query_rest is None or candidate_rest is None:
         return False
-    return query_rest == candidate_rest == "" or query_rest != candidate_rest
+    if query_rest == candidate_rest == "":
+        return True
+    # What each adds is its own ("art", "music") unless the two are one addition, copied with
+    # a letter changed ("linus" and "linuss").
+    return text.handle_similarity(query_rest, candidate_rest) < _SAME_ADDITION
 
 
 def _batched(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from rapidfuzz import fuzz, process
+from rapidfuzz.distance import Levenshtein
 
 from models.errors import ConfigurationError
 
@@ -387,6 +388,99 @@ def normalize_handle(handle: str | None) -> str:
     return "".join("".join(kept).split())
 
 
+# Handle cores that cannot tell people apart: platforms' defaults once digits are stripped
+# ("user8472918273" is TikTok's), words anyone may pick, and what every platform calls an account.
+_GENERIC_HANDLE_CORES = frozenset(
+    {"user", "users", "usr", "member", "guest", "account", "profile", "anonymous", "anon",
+     "unknown", "none", "null", "test", "admin", "info", "contact", "hello", "support",
+     "help", "news", "official", "real", "the", "team", "mail", "shop", "store", "page",
+     "instagram", "insta", "twitter", "tiktok", "facebook", "fb", "bluesky", "mastodon"}
+)  # fmt: skip
+# Raw handles that are a platform's default pattern: a word and a long number, or only digits.
+_DEFAULT_HANDLE = re.compile(r"^(?:user|usr|u|id|member|guest)?[_.-]*\d[\d_.-]*$", re.IGNORECASE)
+# Shorter cores are shared by chance: 26**3 spellings cannot keep a million people apart.
+MIN_HANDLE_IDENTITY = 4
+# Cores shorter than this agree by chance once numbers are stripped ("mike1987" and
+# "mike2001"): their numbers are kept in the comparison.
+MIN_DISTINCT_CORE = 7
+
+
+def handle_carries_identity(handle: str | None, handle_norm: str) -> bool:
+    """Whether a handle can tell one person from another: False for a core that decorations
+    stripped to nothing or to a few letters ("u0000123_45" is "u"), a platform's default
+    pattern ("user8472918273"), a bare number, or a generic word ("support", "user")."""
+    if len(handle_norm) < MIN_HANDLE_IDENTITY or handle_norm in _generic_handle_keys():
+        return False
+    raw = (handle or "").strip().lstrip("@＠")
+    return not _DEFAULT_HANDLE.match(raw)
+
+
+@functools.cache
+def _generic_handle_keys() -> frozenset[str]:
+    """The generic cores as `normalize_handle` renders them ("admin" folds to "adrnin")."""
+    return frozenset(normalize_handle(word) for word in _GENERIC_HANDLE_CORES)
+
+
+def handle_evidence(
+    query: str | None, query_norm: str, candidate: str | None, candidate_norm: str
+) -> float | None:
+    """How alike two handles are as evidence of one identity, or None when either carries none.
+
+    Normalized handles are compared (`handle_similarity`), except that when a short core is
+    all they share, or each has a number of its own, the numbers stripped count again:
+    "jane_doe" and "janedoe1987" agree, "mike1987" and "mike2001" do not, nor do
+    "jlarsen320" and "jlarsen37". Never above `handle_similarity` of the cores, so
+    a screen's bound from the cores stays a bound."""
+    if not (handle_carries_identity(query, query_norm)
+            and handle_carries_identity(candidate, candidate_norm)):  # fmt: skip
+        return None
+    similarity = handle_similarity(query_norm, candidate_norm)
+    # Numbers count again where the core is short, and where each handle carries a number of
+    # its own ("jlarsen320" and "jlarsen37": two people given the platform's suggestion). A
+    # copy keeps the original's number and adds to it ("janedoe12" to "janedoe1287"), or adds
+    # one where there was none.
+    numbers = _trailing_number(query), _trailing_number(candidate)
+    own_numbers = all(numbers) and not (
+        numbers[0].startswith(numbers[1]) or numbers[1].startswith(numbers[0])
+    )
+    if query_norm == candidate_norm and (len(query_norm) < MIN_DISTINCT_CORE or own_numbers):
+        left, right = _handle_letters(query), _handle_letters(candidate)
+        if left != right:
+            similarity = min(similarity, fuzz.ratio(left, right) / 100.0)
+    return similarity
+
+
+def _trailing_number(handle: str | None) -> str:
+    letters = _handle_letters(handle)
+    return letters[len(letters.rstrip(_DIGITS)) :]
+
+
+def _handle_letters(handle: str | None) -> str:
+    """A handle as written, case and separators aside: what a short core's match is checked on."""
+    return "".join(_compat_clean((handle or "").strip().lstrip("@＠")).split()).casefold()
+
+
+# What fan, parody and commentary accounts write to say they are not the person they show
+# (the disclosure platforms' impersonation policies ask of them). In a bio only the explicit
+# phrases count: "football fan" there is a hobby, "Jane Doe Fan" in a name is a disclosure.
+_UNAFFILIATED_PHRASES = (
+    r"fan\s*(?:page|account|club|acc|site|base)|fanpage|fanclub|parody|satire|satirical|"
+    r"tribute\s+(?:page|account)|commentary\s+account|unofficial|roleplay\s+account|"
+    r"not\s+(?:the\s+real|affiliated|associated|endorsed)"
+)
+_UNAFFILIATED_BIO = re.compile(rf"\b(?:{_UNAFFILIATED_PHRASES})\b", re.IGNORECASE)
+_UNAFFILIATED_NAME = re.compile(rf"\b(?:{_UNAFFILIATED_PHRASES}|fans?|rp)\b", re.IGNORECASE)
+
+
+def declares_unaffiliated(display_name: str | None, bio: str | None) -> bool:
+    """Whether an account says, in its display name or bio, that it is a fan, parody or
+    otherwise unaffiliated account ("Jane Doe Fan Page", "parody, not affiliated with Jane
+    Doe"). NFKC first, so full-width and styled letters count too."""
+    name = unicodedata.normalize("NFKC", display_name or "")
+    text_of_bio = unicodedata.normalize("NFKC", bio or "")
+    return bool(_UNAFFILIATED_NAME.search(name) or _UNAFFILIATED_BIO.search(text_of_bio))
+
+
 def name_similarity(a: str, b: str) -> float:
     """Similarity in [0, 1] of two normalized display names; 0.0 when either is empty.
 
@@ -660,6 +754,40 @@ def is_lookalike_handle(a: str | None, b: str | None) -> bool:
     if not left or not right or left.casefold() == right.casefold():
         return False
     return skeleton(left) == skeleton(right)
+
+
+# Handles shorter than this are a letter apart from many others by chance.
+MIN_TYPO_HANDLE = 5
+
+
+def is_typo_handle(a: str | None, b: str | None) -> bool:
+    """True when one handle is the other with one letter doubled, dropped or changed, once
+    case, separators, digits and look-alikes are set aside: "elenliu" for "elenaliu",
+    "sonia_linuss" for "sonia_linus". Typo-squatters do this to a victim's own handle; people
+    choosing a handle from their own name add words, digits or separators, never a misspelling
+    of a handle that exists."""
+    left, right = _handle_letters_only(a), _handle_letters_only(b)
+    if min(len(left), len(right)) < MIN_TYPO_HANDLE or left == right:
+        return False
+    # A letter more or less at the end is a longer or shorter spelling ("taylorch" and
+    # "taylorchr" for Chris Taylor), which namesakes choose too.
+    if left.startswith(right) or right.startswith(left):
+        return False
+    return Levenshtein.distance(left, right, score_cutoff=1) == 1
+
+
+def handle_edits(a: str | None, b: str | None, *, most: int = 8) -> int:
+    """How many keystrokes (letters, digits or separators added, dropped or changed) turn one
+    handle into the other, case aside; `most` + 1 when it takes more."""
+    left = (a or "").strip().lstrip("@＠").casefold()
+    right = (b or "").strip().lstrip("@＠").casefold()
+    return Levenshtein.distance(left, right, score_cutoff=most + 1)
+
+
+def _handle_letters_only(handle: str | None) -> str:
+    # Digits go before the skeleton, which would read "1" as "l".
+    letters = "".join(ch for ch in _handle_letters(handle) if not ch.isdigit())
+    return "".join(ch for ch in skeleton(letters) if ch.isalpha())
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -32,19 +32,26 @@ class PairEvidence:
 
     avatar: float | None = None
     avatar_bits: int | None = None
-    avatar_popularity: int = 0
+    avatar_popularity: int = 0  # unrelated identities that share the query's avatar
+    avatar_copies: int = 0  # accounts sharing it that also resemble the query's identity
     display_name: float | None = None
     display_name_exact: bool = False
     display_name_verbatim: bool = False
     name_popularity: int = 0
     handle: float | None = None
     handle_exact: bool = False
-    handle_lookalike: bool = False  # one handle is the other with look-alike characters swapped
+    # One handle is the other disguised: look-alike characters swapped in, or (handle_typo) a
+    # letter doubled, dropped or changed.
+    handle_lookalike: bool = False
+    handle_typo: bool = False
+    handle_edits: int | None = None  # keystrokes between the handles as written (capped)
     handle_from_name: bool = False  # the handles agree only in spelling the display name
     handles_only_name: bool = False  # ... and neither adds anything to that spelling
     bio: float | None = None
     bio_exact: bool = False
     bio_popularity: int = 0
+    # Either account says it is a fan, parody or otherwise unaffiliated account.
+    declared_unaffiliated: bool = False
     lookalikes: list[str] = field(default_factory=list)
     query_context: Context = field(default_factory=Context)
     candidate_context: Context = field(default_factory=Context)

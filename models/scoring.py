@@ -35,6 +35,12 @@ BIO_EVIDENCE_FROM = 0.5
 AVATAR_EVIDENCE_FROM = 0.5
 # Two display names this alike are one name (look-alikes, a dropped middle name, a typo).
 SHARED_NAME = 0.8
+# Handles this few keystrokes apart, as written, are one handle copied (namesakes add more).
+NEAR_HANDLE_EDITS = 2
+# Below this a name's or a handle's likeness is no tie at all.
+TIE_FROM = 0.6
+# An avatar this strong (a near-copy, 8 of 64 bits apart or closer, rarely shared) is a lead.
+PHOTO_LEAD = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,11 +58,13 @@ class PairColumns:
     handle_exact: np.ndarray
     handle_lookalike: np.ndarray
     handle_from_name: np.ndarray
+    handle_edits: np.ndarray
     handles_only_name: np.ndarray
     bio: np.ndarray
     has_bio: np.ndarray
     bio_exact: np.ndarray
     bio_popularity: np.ndarray
+    declared_unaffiliated: np.ndarray
 
     @classmethod
     def of(cls, evidence: Sequence[PairEvidence]) -> PairColumns:
@@ -78,11 +86,13 @@ class PairColumns:
             handle_exact=column(e.handle_exact for e in evidence),
             handle_lookalike=column(e.handle_lookalike for e in evidence),
             handle_from_name=column(e.handle_from_name for e in evidence),
+            handle_edits=column(e.handle_edits for e in evidence),
             handles_only_name=column(e.handles_only_name for e in evidence),
             bio=column(bio),
             has_bio=column(v is not None for v in bio),
             bio_exact=column(e.bio_exact for e in evidence),
             bio_popularity=column(e.bio_popularity for e in evidence),
+            declared_unaffiliated=column(e.declared_unaffiliated for e in evidence),
         )
 
 
@@ -119,8 +129,13 @@ def _bio_differs(c: PairColumns) -> np.ndarray:
 def name_is_the_only_link(c: PairColumns) -> np.ndarray:
     """Whether nothing but the display name ties each pair: no copied photo or bio, and no
     handle beyond the bare name spelled out (which a namesake would pick too) unless it is
-    spelled with look-alike characters swapped into the other's (which no namesake does)."""
-    own_handle_match = ((c.handle >= 0.8) & (c.handles_only_name == 0)) | (c.handle_lookalike == 1)
+    spelled with look-alike characters swapped into the other's (which no namesake does) or
+    is the other's within a keystroke or two where the name has (almost) no namesakes among
+    the indexed identities."""
+    copied_spelling = (c.name_popularity <= SHARED_BY_FEW) & (c.handle_edits <= NEAR_HANDLE_EDITS)
+    own_handle_match = ((c.handle >= 0.8) & ((c.handles_only_name == 0) | copied_spelling)) | (
+        c.handle_lookalike == 1
+    )
     return (
         (c.name >= SHARED_NAME)
         & (_avatar_strength(c) < 0.2)
@@ -129,12 +144,53 @@ def name_is_the_only_link(c: PairColumns) -> np.ndarray:
     )
 
 
+def _namesakes_handles(c: PairColumns) -> np.ndarray:
+    """Whether each pair's handles agree only as namesakes' would (both spell the shared
+    name). Not where the name has almost no namesakes (no more other indexed identities
+    carry it than the name's discount ignores) and one handle is the other within a
+    keystroke or two ("jane_doe" for "janedoe"): that is the name's owner's handle, copied."""
+    namesakes_exist = c.name_popularity > SHARED_BY_FEW
+    return c.handle_from_name * (namesakes_exist | (c.handle_edits > NEAR_HANDLE_EDITS))
+
+
+def _handle_strength(c: PairColumns) -> np.ndarray:
+    # A look-alike swap into the other's handle is disguise, whatever else they share.
+    own = c.handle * (1.0 - _namesakes_handles(c))
+    return np.maximum(own, c.handle_lookalike)
+
+
+def _ties(c: PairColumns) -> np.ndarray:
+    """Each field's strength as evidence that the two accounts are one identity, one column
+    per field (avatar, bio, name, handle), sorted strongest first.
+
+    Which fields tie a pair varies from one impersonator to the next (a photo and a handle, a
+    name and a bio, a name and a look-alike handle): features read the strongest, second and
+    third strongest ties rather than any named combination, so a way of copying that training
+    never showed still counts by how many strong ties it leaves."""
+    fields = np.column_stack(
+        [_avatar_strength(c), _bio_strength(c), _rising(c.name), _rising(_handle_strength(c))]
+    )
+    return -np.sort(-fields, axis=1)
+
+
+def _rising(similarity: np.ndarray) -> np.ndarray:
+    # Unrelated names and handles still share letters (0.5-0.6 alike is common); as for the
+    # avatar and the bio, only the part above that says "copied", on the same 0-1 scale.
+    return np.clip((similarity - TIE_FROM) / (1 - TIE_FROM), 0.0, 1.0)
+
+
+def photo_is_a_lead(c: PairColumns) -> np.ndarray:
+    """Whether each pair's avatars are one photo (a near-copy, within 8 of 64 bits) that no
+    more than a few unrelated accounts wear: enough for a person to look, never a finding."""
+    return _avatar_strength(c) >= PHOTO_LEAD
+
+
 def _strong_fields(c: PairColumns) -> np.ndarray:
     return (
         (_avatar_strength(c) >= 0.4).astype(np.float64)
         + (c.name >= 0.9)
         + (_bio_strength(c) >= 0.8)
-        + (c.handle >= 0.85)
+        + (_handle_strength(c) >= 0.85)
     )
 
 
@@ -146,22 +202,19 @@ FEATURES: dict[str, Callable[[PairColumns], np.ndarray]] = {
     "avatar": _avatar_strength,
     "name": lambda c: c.name,
     "name_exact": lambda c: c.name_exact * _discount(c.name_popularity),
-    "handle": lambda c: c.handle,
-    "handle_exact": lambda c: c.handle_exact,
+    "handle": _handle_strength,
+    "handle_exact": lambda c: c.handle_exact * (1.0 - _namesakes_handles(c)),
     "handle_lookalike": lambda c: c.handle_lookalike,
     "bio": _bio_strength,
     "bio_exact": lambda c: c.bio_exact * _discount(c.bio_popularity),
-    "avatar_x_name": lambda c: _avatar_strength(c) * c.name,
-    "avatar_x_bio": lambda c: _avatar_strength(c) * _bio_strength(c),
-    "name_x_bio": lambda c: c.name * _bio_strength(c),
-    "name_x_handle": lambda c: c.name * c.handle,
-    "avatar_x_handle": lambda c: _avatar_strength(c) * c.handle,
+    "second_tie": lambda c: _ties(c)[:, 1],
+    "third_tie": lambda c: _ties(c)[:, 2],
     "strong_fields": _strong_fields,
     "avatar_differs": _avatar_differs,
     "bio_differs": _bio_differs,
     # A handle that only spells the display name is what any namesake would pick: this takes
-    # back part of the handle's weight (how much is learned) when both handles are such.
-    "handle_from_name": lambda c: c.handle * c.handle_from_name,
+    # back part of the name's weight (how much is learned) when both handles are such.
+    "handle_from_name": lambda c: c.name * _namesakes_handles(c),
 }
 # Features that can only count against a pair (their weights are kept at or below zero).
 CONTRADICTING_FEATURES = frozenset({"avatar_differs", "bio_differs", "handle_from_name"})
@@ -232,12 +285,19 @@ class ScoringModel:
         raw = feature_matrix(columns) @ self.coef + self.intercept
         uncalibrated = 1.0 / (1.0 + np.exp(-raw))
         calibrated = np.interp(uncalibrated, self.calibration_x, self.calibration_y)
+        # Between the two thresholds: reviewable, never a finding on its own.
+        review = (self.thresholds.possible_clone + self.thresholds.likely_clone) / 2
         # Namesakes exist: a name, even with a handle that only spells it, is never enough for
         # likely_clone. Such pairs stay reviewable (possible_clone) however the corpus that
         # trained the weights happened to balance them.
-        ceiling = (self.thresholds.possible_clone + self.thresholds.likely_clone) / 2
-        only_name = name_is_the_only_link(columns)
-        calibrated = np.where(only_name, np.minimum(calibrated, ceiling), calibrated)
+        capped = name_is_the_only_link(columns) | (columns.declared_unaffiliated > 0)
+        # A declared fan or parody account may show the person openly; whether it crosses
+        # into impersonation is for a person to judge, so it is reviewable, never a finding.
+        # A photo that no stranger wears, copied, is a lead whatever else differs: catfish
+        # accounts keep the photo and change everything else.
+        lead = photo_is_a_lead(columns) & ~capped
+        calibrated = np.where(lead, np.maximum(calibrated, review), calibrated)
+        calibrated = np.where(capped, np.minimum(calibrated, review), calibrated)
         # No pair of profiles proves identity beyond doubt, nor rules it out entirely.
         return np.clip(calibrated, 0.001, 0.999)
 
@@ -274,10 +334,15 @@ def reasons(e: PairEvidence) -> list[str]:
             out.append(
                 f"avatars are different pictures: {e.avatar_bits} of {HASH_BITS} bits differ"
             )
-        if e.avatar >= 0.6 and e.avatar_popularity > 3:
+        if e.avatar >= 0.6 and e.avatar_popularity > SHARED_BY_FEW:
             out.append(
-                f"but that avatar is shared by {e.avatar_popularity} accounts "
+                f"but that avatar is shared by {e.avatar_popularity} unrelated accounts "
                 "(a default or stock image), so it counts for little"
+            )
+        elif e.avatar >= 0.6 and e.avatar_copies >= 2:
+            out.append(
+                f"the same photo is worn by {e.avatar_copies} other accounts, all of which "
+                "copy this identity (not a stock image)"
             )
     if e.display_name is not None:
         if e.display_name_verbatim:
@@ -294,10 +359,22 @@ def reasons(e: PairEvidence) -> list[str]:
             )
         elif e.handle >= 0.8:
             out.append(f"handle is similar ({e.handle:.0%} alike)")
-        if e.handle_lookalike:
+        if e.handle_typo:
+            out.append("handle is the other's with one letter doubled, dropped or changed")
+        elif e.handle_lookalike:
             out.append("handle is the other's with look-alike characters swapped in")
         if e.handle_from_name and e.handle >= 0.8:
-            out.append("but both handles just spell the display name, as a namesake's would")
+            if e.name_popularity > SHARED_BY_FEW or (e.handle_edits or 0) > NEAR_HANDLE_EDITS:
+                out.append("but both handles just spell the display name, as a namesake's would")
+            else:
+                out.append(
+                    "both handles spell the display name, one the other's within a keystroke "
+                    "or two, and no other indexed account carries that name"
+                )
+    if e.declared_unaffiliated:
+        out.append(
+            "one account says it is a fan, parody or unofficial account: for a person to judge"
+        )
     if e.bio is not None:
         if e.bio_exact:
             out.append("bio copied verbatim")
@@ -307,9 +384,9 @@ def reasons(e: PairEvidence) -> list[str]:
             out.append(f"bio similar in meaning (cosine similarity {e.bio:.2f})")
         elif _bio_differs(columns)[0] >= 0.5:
             out.append(f"bios are unrelated (cosine similarity {e.bio:.2f})")
-        if e.bio >= 0.9 and e.bio_popularity > 3:
+        if e.bio >= 0.9 and e.bio_popularity > SHARED_BY_FEW:
             out.append(
-                f"but that bio is shared by {e.bio_popularity} accounts (a template), "
+                f"but that bio is shared by {e.bio_popularity} unrelated accounts (a template), "
                 "so it counts for little"
             )
     out.extend(_context_reasons(e.query_context, e.candidate_context))

@@ -21,7 +21,7 @@ import numpy as np
 
 from indexers import avatar as avatar_hashing
 from indexers import text
-from indexers.compare import Popularity, ProfileSide, SideColumns
+from indexers.compare import ProfileSide, Sharers, SideColumns, identity_popularity
 from models.errors import CloneFinderError
 from models.profile import ProfileRecord, parse_record
 from models.result import Context, PairEvidence
@@ -29,7 +29,7 @@ from models.scoring import likely_impersonator
 from service.engine import Engine, scan_error_record
 from service.features import context_of, name_keys, side_of_row
 from service.indexes import IndexSet
-from service.matcher import Candidates, LoadedCandidates, Matcher, name_popularity
+from service.matcher import Candidates, LoadedCandidates, Matcher
 from service.screen import ScreenQuery, best_pairs
 from service.store import ProfileRow
 
@@ -244,6 +244,10 @@ def _local_index(engine: Engine, uploads: Sequence[_Upload]) -> IndexSet:
     return local
 
 
+def _tagged(in_index: Sequence[object], in_upload: Sequence[object]) -> tuple[object, ...]:
+    return tuple(("index", i) for i in in_index) + tuple(("upload", j) for j in in_upload)
+
+
 def _search(
     engine: Engine,
     uploads: Sequence[_Upload],
@@ -286,13 +290,24 @@ def _search(
             by_id[pid] for pid in sorted(in_index[i].ids) if pid in by_id and by_id[pid].key != key
         ]
         local_ids = sorted(in_upload[i].ids)
-        popularity = Popularity(
-            avatar=in_index[i].popularity.avatar + in_upload[i].popularity.avatar,
-            bio=in_index[i].popularity.bio + in_upload[i].popularity.bio,
-            name=name_popularity(upload.side, stored)
-            + sum(1 for j in local_ids if uploads[j].side.name_key == upload.side.name_key)
-            * bool(upload.side.name_key),
+        # Sharers and identities of both indexes, told apart by where they live.
+        sharers = Sharers(
+            avatar=_tagged(in_index[i].sharers.avatar, in_upload[i].sharers.avatar),
+            bio=_tagged(in_index[i].sharers.bio, in_upload[i].sharers.bio),
+            avatar_near=_tagged(in_index[i].sharers.avatar_near, in_upload[i].sharers.avatar_near),
+            bio_near=_tagged(in_index[i].sharers.bio_near, in_upload[i].sharers.bio_near),
         )
+        identities: dict[Any, tuple[str, str, str]] = {
+            ("index", pid): (by_id[pid].name_key, by_id[pid].handle_norm, by_id[pid].handle_key)
+            for pid in in_index[i].ids
+            if pid in by_id
+        }
+        identities.update(
+            (("upload", j), (s.name_key, s.handle_norm, s.handle or ""))
+            for j in local_ids
+            for s in [uploads[j].side]
+        )
+        popularity = identity_popularity(upload.side, sharers, identities)
         candidates = [column[("index", row.id)] for row in stored]
         candidates += [column[("upload", j)] for j in local_ids]
         queries.append(ScreenQuery(upload.side, candidates, popularity))

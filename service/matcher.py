@@ -16,7 +16,16 @@ import numpy as np
 
 from indexers import avatar as avatar_hashing
 from indexers import text
-from indexers.compare import BIO_NEAR_IDENTICAL, Popularity, ProfileSide, compare
+from indexers.compare import (
+    ALIKE_BIO,
+    BIO_NEAR_IDENTICAL,
+    NEAR_COPY_BITS,
+    Popularity,
+    ProfileSide,
+    Sharers,
+    compare,
+    identity_popularity,
+)
 from models.bounds import ScoreBounds
 from models.result import Match, PairEvidence
 from models.scoring import AVATAR_EVIDENCE_FROM, BIO_EVIDENCE_FROM, ScoringModel
@@ -62,7 +71,9 @@ def _best_distance_per_id(distances: np.ndarray, ids: np.ndarray) -> dict[int, i
 @dataclass(frozen=True, slots=True)
 class Candidates:
     ids: list[int]
-    popularity: Popularity
+    # Which of them carry the query's avatar or bio: how common those are is judged once the
+    # sharers' names and handles are read (`popularity`).
+    sharers: Sharers
     # Proposed only by an index whose field is no evidence for them (an avatar more than
     # AVATAR_EVIDENCE_BITS away, a bio at most BIO_EVIDENCE_FROM alike): such a pair cannot
     # reach possible_clone on that field, and had it other likeness, another index would have
@@ -130,11 +141,21 @@ def name_candidates(
     return hits.ids[chosen].tolist()  # type: ignore[no-any-return]
 
 
-def name_popularity(query: ProfileSide, rows: Sequence[ProfileRow | ComparableRow]) -> int:
-    """How many of the candidates carry exactly the query's (folded) name: many means namesakes."""
-    if not query.name_key:
-        return 0
-    return sum(1 for row in rows if row.name_key == query.name_key)
+def popularity_among(
+    query: ProfileSide, found: Candidates, rows: Sequence[ProfileRow | ComparableRow]
+) -> Popularity:
+    """How many unrelated identities among the candidates share the query's avatar, bio and
+    name (`indexers.compare.identity_popularity`), from the candidates' rows."""
+    return identity_popularity(
+        query,
+        found.sharers,
+        {row.id: (row.name_key, row.handle_norm, _handle_of(row)) for row in rows},
+    )
+
+
+def _handle_of(row: ProfileRow | ComparableRow) -> str:
+    # A narrow row keeps the handle folded (case aside, as handle_edits compares them).
+    return row.handle if isinstance(row, ProfileRow) else row.handle_key
 
 
 class Matcher:
@@ -165,8 +186,10 @@ class Matcher:
         found: list[dict[int, None]] = [{} for _ in queries]
         weak: list[set[int]] = [set() for _ in queries]
         strong: list[set[int]] = [set() for _ in queries]
-        avatar_popularity = [0] * len(queries)
-        bio_popularity = [0] * len(queries)
+        avatar_sharers: list[tuple[int, ...]] = [() for _ in queries]
+        avatar_near: list[tuple[int, ...]] = [() for _ in queries]
+        bio_sharers: list[tuple[int, ...]] = [() for _ in queries]
+        bio_near: list[tuple[int, ...]] = [() for _ in queries]
         with self.indexes.reading():
             with_avatar = [i for i, q in enumerate(queries) if q.avatar_hashes is not None]
             if with_avatar:
@@ -185,9 +208,10 @@ class Matcher:
                     )
                     start += len(block)
                     best.pop(exclude_ids[i], None)  # type: ignore[arg-type]
-                    avatar_popularity[i] = sum(
-                        1 for d in best.values() if d <= avatar_hashing.SAME_IMAGE_BITS
+                    avatar_sharers[i] = tuple(
+                        j for j, d in best.items() if d <= avatar_hashing.SAME_IMAGE_BITS
                     )
+                    avatar_near[i] = tuple(j for j, d in best.items() if d <= NEAR_COPY_BITS)
                     # Each profile once, at its best view.
                     nearest = sorted((d, j) for j, d in best.items())[:AVATAR_CANDIDATES]
                     for d, j in nearest:
@@ -198,11 +222,13 @@ class Matcher:
                 matrix = np.stack([queries[i].bio_vector for i in with_bio])  # type: ignore[misc]
                 all_scores, all_ids = self.indexes.bio.search(matrix, BIO_CANDIDATES)
                 for row, i in enumerate(with_bio):
-                    bio_popularity[i] = sum(
-                        1
+                    alike = [
+                        (float(sim), int(j))
                         for sim, j in zip(all_scores[row], all_ids[row], strict=True)
-                        if j >= 0 and j != exclude_ids[i] and sim >= BIO_NEAR_IDENTICAL
-                    )
+                        if j >= 0 and j != exclude_ids[i] and sim >= ALIKE_BIO
+                    ]
+                    bio_sharers[i] = tuple(j for sim, j in alike if sim >= BIO_NEAR_IDENTICAL)
+                    bio_near[i] = tuple(j for _, j in alike)
                     for sim, j in zip(all_scores[row].tolist(), all_ids[row].tolist(), strict=True):
                         if j >= 0:
                             found[i][j] = None
@@ -220,8 +246,13 @@ class Matcher:
         out = []
         for i, proposed in enumerate(found):
             proposed.pop(exclude_ids[i], None)  # type: ignore[arg-type]
-            popularity = Popularity(avatar=avatar_popularity[i], bio=bio_popularity[i])
-            out.append(Candidates(list(proposed), popularity, frozenset(weak[i] - strong[i])))
+            sharers = Sharers(
+                avatar=avatar_sharers[i],
+                bio=bio_sharers[i],
+                avatar_near=avatar_near[i],
+                bio_near=bio_near[i],
+            )
+            out.append(Candidates(list(proposed), sharers, frozenset(weak[i] - strong[i])))
         return out
 
     def neighbourhood(
@@ -231,7 +262,7 @@ class Matcher:
         bio and name are among the indexed profiles."""
         found = self.candidates(query, exclude_id=exclude_id)
         rows = self._store.get_many(found.ids)
-        return rows, replace(found.popularity, name=name_popularity(query, rows))
+        return rows, popularity_among(query, found, rows)
 
     def evidence(
         self, query: ProfileSide, rows: Sequence[ProfileRow], *, popularity: Popularity
@@ -300,9 +331,9 @@ class Matcher:
         for query, proposed in zip(queries, found.found, strict=True):
             # In id order, so that ties keep one order whatever else was in the batch.
             neighbours = [by_id[i] for i in sorted(proposed.ids) if i in by_id]
-            popularity = replace(proposed.popularity, name=name_popularity(query.side, neighbours))
+            common = popularity_among(query.side, proposed, neighbours)
             rows = [row for row in neighbours if row.key != query.key]
-            batch.append(ScreenQuery(query.side, [column[row.id] for row in rows], popularity))
+            batch.append(ScreenQuery(query.side, [column[row.id] for row in rows], common))
         whole: dict[int, ProfileRow] = {}
 
         def read_whole(columns: list[int]) -> dict[int, ProfileSide]:

@@ -21,7 +21,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,7 +45,7 @@ from service.features import (
     side_of_row,
     vector_from_bytes,
 )
-from service.matcher import Matcher, name_popularity
+from service.matcher import Matcher, popularity_among
 from service.settings import Settings
 from service.store import ProfileRow, ProfileWrite, Store
 from service.store.watchlist import (
@@ -612,10 +612,7 @@ class Watchlist:
             for row in self._profiles.get_many(sorted({i for c in found for i in c.ids}))
         }
         return [
-            replace(
-                candidates.popularity,
-                name=name_popularity(side, [by_id[i] for i in candidates.ids if i in by_id]),
-            )
+            popularity_among(side, candidates, [by_id[i] for i in candidates.ids if i in by_id])
             for side, candidates in zip(sides, found, strict=True)
         ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from indexers import text
-from indexers.compare import ProfileSide, compare
+from indexers.compare import ProfileSide, Sharers, compare, identity_popularity
 
 
 def side(name: str, handle: str) -> ProfileSide:
@@ -48,3 +48,79 @@ def test_a_lookalike_swap_is_not_how_namesakes_handles_agree() -> None:
 def test_lookalike_handles_of_different_names_are_not_marked() -> None:
     [evidence] = compare(side("Jane Doe", "j0hn"), [side("John Smith", "john")])
     assert not evidence.handle_lookalike
+
+
+@pytest.mark.parametrize(
+    ("query_handle", "candidate_handle"),
+    [
+        ("user8472918273", "user1234567890"),  # TikTok's default handles
+        ("u0000123_45", "u0000999_12"),  # a core of one letter once decorations go
+        ("12345678", "12345679"),  # a bare number
+        ("support", "support_"),  # a generic word
+        ("mike1987", "mike2001"),  # a short core: the numbers stripped count again
+    ],
+)
+def test_handles_that_carry_no_identity_are_no_evidence(
+    query_handle: str, candidate_handle: str
+) -> None:
+    [evidence] = compare(
+        side("Maria Garcia", query_handle), [side("Maria Garcia", candidate_handle)]
+    )
+    assert not evidence.handle_exact
+    assert evidence.handle is None or evidence.handle < 0.8
+    from models.scoring import ScoringModel, reasons
+
+    assert "handle is the same once decorations (separators, digits, 'real') are removed" not in (
+        reasons(evidence)
+    )
+    [verdict] = ScoringModel.load().score([evidence])
+    assert verdict.label != "likely_clone"
+
+
+@pytest.mark.parametrize(
+    ("query_handle", "candidate_handle"),
+    [("jane_doe", "jane.doe_"), ("jane_doe", "janedoe1987"), ("JaneDoe", "realjanedoe")],
+)
+def test_real_decoration_tricks_still_make_one_handle(
+    query_handle: str, candidate_handle: str
+) -> None:
+    [evidence] = compare(side("Jane Doe", query_handle), [side("Jane Doe", candidate_handle)])
+    assert evidence.handle_exact
+    assert evidence.handle == 1.0
+
+
+def test_a_disclosure_only_one_side_makes_is_noticed() -> None:
+    query = side("Jane Doe", "janedoe")
+    fan = side("Jane Doe Fan Page", "janedoefans")
+    copied_disclosure = side("Jane Doe Fan Page", "janedoe_fp")
+    [to_fan] = compare(query, [fan])
+    [between_fans] = compare(fan, [copied_disclosure])
+    assert to_fan.declared_unaffiliated
+    assert not between_fans.declared_unaffiliated
+
+
+def test_popularity_counts_strangers_not_the_family_of_copies() -> None:
+    query = side("Marisol Quintero", "marisol.quintero")
+
+    def identity(name: str, handle: str) -> tuple[str, str, str]:
+        return text.normalize_name(name), text.normalize_handle(handle), handle
+
+    identities = {
+        # copies: the name, or the handle, of the query
+        1: identity("Marisol Quintero ✨", "mari_daily"),
+        2: identity("Lena Berg", "marisol_quintero1"),
+        3: identity("Marisol Quintero", "sol_03"),
+        # strangers wearing the photo
+        4: identity("Omar Haddad", "omarh"),
+        5: identity("Eva Novak", "user48291034"),
+        # namesakes of their own
+        6: identity("Marisol Quintero", "mq_paints"),
+        7: identity("Marisol Quintero", "quintero_m"),
+        # a copy of the handle within a keystroke, with no photo
+        8: identity("Marisol Quintero", "marisol_quintero"),
+    }
+    sharers = Sharers(avatar=(1, 2, 3, 4, 5), avatar_near=(1, 2, 3, 4, 5))
+    common = identity_popularity(query, sharers, identities)
+    assert (common.avatar, common.avatar_copies) == (2, 3)
+    # Namesake 3 wears the (rarely shared) photo and 8 copies the handle: copies, not namesakes.
+    assert common.name == 2

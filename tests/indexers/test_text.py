@@ -522,3 +522,41 @@ def test_a_checks_name_and_handle_scores_are_the_pairwise_similarities() -> None
         [text.handle_similarity("janedoe", h) for h in handles],
         atol=1e-6,
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "bio", "declared"),
+    [
+        ("Jane Doe Fan Page", None, True),
+        ("Jane Doe Fans", None, True),
+        ("Jane Doe", "Parody account, not affiliated with Jane Doe", True),
+        ("Jane Doe", "Unofficial updates", True),
+        ("Ｊａｎｅ Ｄｏｅ ＦＡＮ", None, True),  # full-width letters
+        ("Jane Doe", "Football fan, runner", False),  # a hobby, not a disclosure
+        ("Jane Doe", "Thank you to all my fans", False),
+        ("Fanny Fantini", None, False),
+    ],
+)
+def test_declared_fan_and_parody_accounts_are_recognised(
+    name: str, bio: str | None, declared: bool
+) -> None:
+    assert text.declares_unaffiliated(name, bio) is declared
+
+
+@pytest.mark.parametrize(
+    ("handle", "carries"),
+    [
+        ("user8472918273", False),
+        ("u0000123_45", False),
+        ("1234567", False),
+        ("admin", False),
+        ("bob", False),
+        ("janedoe", True),
+        ("jane_doe_1987", True),
+        ("danielec0tr0nei", True),
+    ],
+)
+def test_a_handle_carries_identity_only_when_it_can_tell_people_apart(
+    handle: str, carries: bool
+) -> None:
+    assert text.handle_carries_identity(handle, text.normalize_handle(handle)) is carries

@@ -65,19 +65,29 @@ def test_a_shared_name_alone_is_not_a_likely_clone(model: ScoringModel) -> None:
 def test_a_name_with_a_handle_that_only_spells_it_is_not_a_likely_clone(
     model: ScoringModel,
 ) -> None:
-    """@mariagarcia67 and @mariagarcia, both "Maria Garcia", nothing else in common: what two
-    namesakes look like. The same pair with a handle of its own (@mg_reads) is a copy."""
+    """@mariagarcia67 and @mariagarcia, both "Maria Garcia" (a name other indexed people
+    carry), nothing else in common: what two namesakes look like. The same pair with a handle
+    of its own (@mg_reads) is a copy, and so is the same spelling of a name nobody else in the
+    index carries."""
     spelled = PairEvidence(
         display_name=1.0, display_name_exact=True, handle=1.0, handle_exact=True,
-        handle_from_name=True, handles_only_name=True,
+        handle_from_name=True, handles_only_name=True, name_popularity=6,
+    )  # fmt: skip
+    rare = PairEvidence(
+        display_name=1.0, display_name_exact=True, handle=1.0, handle_exact=True,
+        handle_from_name=True, handles_only_name=True, name_popularity=0, handle_edits=1,
     )  # fmt: skip
     own = PairEvidence(display_name=1.0, display_name_exact=True, handle=1.0, handle_exact=True)
     disguised = PairEvidence(
         display_name=1.0, display_name_exact=True, handle=1.0, handle_exact=True,
         handle_lookalike=True, handles_only_name=True,
     )  # fmt: skip
-    spelled_verdict, own_verdict, disguised_verdict = model.score([spelled, own, disguised])
-    assert spelled_verdict.label == "possible_clone"
+    spelled_verdict, own_verdict, disguised_verdict, rare_verdict = model.score(
+        [spelled, own, disguised, rare]
+    )
+    assert spelled_verdict.label != "likely_clone"
+    assert rare_verdict.label == "likely_clone"
+    assert "no other indexed account carries that name" in " ".join(rare_verdict.reasons)
     assert own_verdict.label == "likely_clone"
     # @danielec0tr0nei for @danielecotronei: a namesake spells the name, never disguises it.
     assert disguised_verdict.label == "likely_clone"
@@ -155,3 +165,64 @@ def test_reasons_say_what_differs() -> None:
     text = reasons(namesake)
     assert "avatars are different pictures: 24 of 64 bits differ" in text
     assert "bios are unrelated (cosine similarity 0.10)" in text
+
+
+def photo_theft(**overrides: object) -> PairEvidence:
+    """The victim's own photo (rarely shared) and a look-alike of their handle, under another
+    name and bio: what catfish accounts do."""
+    fields: dict[str, object] = {
+        "avatar": 1.0,
+        "avatar_bits": 0,
+        "avatar_popularity": 0,
+        "display_name": 0.3,
+        "handle": 0.97,
+        "bio": 0.2,
+    }
+    return PairEvidence(**{**fields, **overrides})  # type: ignore[arg-type]
+
+
+def test_a_stolen_photo_with_a_lookalike_handle_is_a_likely_clone(model: ScoringModel) -> None:
+    [verdict] = model.score([photo_theft()])
+    assert verdict.label == "likely_clone"
+    assert "avatar is the same image: all 64 hash bits agree" in verdict.reasons
+
+
+def test_a_stolen_photo_alone_is_a_lead_unless_strangers_wear_it(model: ScoringModel) -> None:
+    alone = photo_theft(handle=0.2)
+    stock = photo_theft(handle=0.2, avatar_popularity=40)
+    [lead, worn] = model.score([alone, stock])
+    assert lead.label == "possible_clone"
+    assert worn.label == "unlikely"
+    assert any("unrelated accounts" in r for r in worn.reasons)
+
+
+def test_a_photo_copied_by_a_family_of_clones_is_said_to_be_theirs() -> None:
+    said = reasons(photo_theft(avatar_copies=12))
+    assert any("copy this identity" in r for r in said)
+    assert not any("counts for little" in r for r in said)
+
+
+def test_a_declared_fan_or_parody_account_is_for_a_person_to_review(model: ScoringModel) -> None:
+    copied = full_copy()
+    declared = full_copy()
+    declared.declared_unaffiliated = True
+    [plain, fan] = model.score([copied, declared])
+    assert plain.label == "likely_clone"
+    assert fan.label == "possible_clone"
+    assert any("fan, parody" in r for r in fan.reasons)
+
+
+@pytest.mark.parametrize(
+    "second_tie",
+    [{"bio": 0.97}, {"handle": 0.95}, {"display_name": 0.95}],
+    ids=["bio", "handle", "name"],
+)
+def test_a_copied_photo_and_any_second_tie_is_a_likely_clone(
+    model: ScoringModel, second_tie: dict[str, float]
+) -> None:
+    """Whichever field is the second tie: the model reads the strongest ties, not recipes."""
+    pair = photo_theft(avatar=0.9, avatar_bits=3, display_name=0.2, handle=0.3, bio=0.3)
+    for name, value in second_tie.items():
+        setattr(pair, name, value)
+    [verdict] = model.score([pair])
+    assert verdict.label == "likely_clone"
