@@ -49,10 +49,8 @@ class Popularity:
 
 # Two additions to a name this alike are one, copied ("archi" and "arci").
 _SAME_ADDITION = 0.75
-# A transformed copy of a photo (resized, cropped, filtered) stays this close; a bio this alike
-# was copied with edits.
+# A transformed copy of a photo (resized, cropped, filtered) stays this close.
 NEAR_COPY_BITS = 12
-ALIKE_BIO = 0.8
 # A sharer whose name or handle is this alike the query's is one of its copies, not a stranger.
 FAMILY_LIKENESS = 0.8
 # More unrelated sharers than this, and the avatar or bio is a stock one: it no longer ties
@@ -67,10 +65,11 @@ class Sharers:
 
     avatar: tuple[object, ...] = ()
     bio: tuple[object, ...] = ()
-    # Those whose avatar is a near-copy (NEAR_COPY_BITS) or bio alike (ALIKE_BIO): a namesake
-    # who also copied the photo or bio is a copy, not a namesake.
+    # Those whose avatar is a near-copy (NEAR_COPY_BITS): a namesake who also copied the photo
+    # (or the bio, near-identical) is a copy, not a namesake. Bios count only near-identical:
+    # a bio's vector moves a little with the batch it was embedded in, and a looser cut would
+    # let that move a namesake in or out.
     avatar_near: tuple[object, ...] = ()
-    bio_near: tuple[object, ...] = ()
 
 
 def identity_popularity(
@@ -82,14 +81,14 @@ def identity_popularity(
     accounts that also carry the query's name or handle is the query's own photo, copied by a
     family of clones. So a sharer that resembles the query's identity (its name or its handle
     alike) is left out of the avatar's and the bio's count, and a namesake that also wears the
-    query's (not stock) avatar or bio, or its handle (alike beyond the name, or within a
-    keystroke or two as written), is left out of the name's. `identities` maps each candidate
-    key to its (name key, handle norm, handle); a sharer missing from it (deleted meanwhile)
-    counts as unrelated.
+    query's (not stock) avatar or near-identical bio, or its handle (alike beyond the name, or
+    within a keystroke or two as written), is left out of the name's. `identities` maps each
+    candidate key to its (name key, handle norm, handle); a sharer missing from it (deleted
+    since the index was searched) is not counted.
     """
 
     def resembles(key: object) -> bool:
-        name_key, handle_norm, _ = identities.get(key, ("", "", ""))
+        name_key, handle_norm, _ = identities[key]
         return _name_alike(query.name_key, name_key) or _handle_alike(query, handle_norm)
 
     def copies_handle(name_key: str, handle_norm: str, handle: str) -> bool:
@@ -99,20 +98,24 @@ def identity_popularity(
             query_rest, text.handle_beyond_name(handle_norm, name_key)
         )
 
-    avatar = sum(1 for key in sharers.avatar if not resembles(key))
-    copies = len(sharers.avatar) - avatar
-    bio = sum(1 for key in sharers.bio if not resembles(key))
+    # A sharer with no row was deleted since the index was searched: it shares nothing now.
+    avatar_sharers = [key for key in sharers.avatar if key in identities]
+    avatar = sum(1 for key in avatar_sharers if not resembles(key))
+    copies = len(avatar_sharers) - avatar
+    bio = sum(1 for key in sharers.bio if key in identities and not resembles(key))
     if not query.name_key:
         return Popularity(avatar=avatar, bio=bio, avatar_copies=copies)
     tied = set(sharers.avatar_near if avatar <= STOCK_FROM else ()) | set(
-        sharers.bio_near if bio <= STOCK_FROM else ()
+        sharers.bio if bio <= STOCK_FROM else ()
     )
     # A namesake whose handle only spells the shared name chose it as any namesake would.
     query_rest = text.handle_beyond_name(query.handle_norm, query.name_key)
+    # A namesake carries the name or one like it: a middle initial, a title or a typo must not
+    # make "James K. Anderson" look unique beside twenty James Andersons.
     name = sum(
         1
         for key, (name_key, handle_norm, handle) in identities.items()
-        if name_key == query.name_key
+        if _name_alike(query.name_key, name_key)
         and key not in tied
         and not copies_handle(name_key, handle_norm, handle)
     )

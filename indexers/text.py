@@ -796,8 +796,9 @@ def handle_beyond_name(handle_norm: str, name_key: str) -> str | None:
     spells the name: "" for "mariagarcia", "jkhan" or "garciam" (Maria Garcia, J Khan), "art"
     for "mayaokaforart" (Maya Okafor), None for "mglovesbooks".
 
-    A spelling is a run of prefixes of distinct name words, one of them a whole word of three
-    letters or more. Two handles that agree only in such a spelling agree the way namesakes'
+    A spelling is a run of prefixes of distinct name words, one of them three letters or more
+    ("micha" and "davi" spell Michael and David as platforms' default handles cut them). Two
+    handles that agree only in such a spelling agree the way namesakes'
     handles do; what is left over is the part that carries an identity of its own.
     """
     # The skeleton folds a capital I to l in names (where "Ivanova" was written capitalised)
@@ -808,8 +809,8 @@ def handle_beyond_name(handle_norm: str, name_key: str) -> str | None:
     ]
     if not handle or not words or len(words) > 6:
         return None
-    if not any(len(w) >= 3 and w in handle for w in words):
-        return None  # the common case, answered at once: no whole name word in the handle
+    if not any(len(w) >= 3 and w[:3] in handle for w in words):
+        return None  # the common case, answered at once: no name word begins in the handle
 
     @functools.cache
     def spelled_length(at: int, unused: frozenset[int], whole_word_used: bool) -> int:
@@ -819,9 +820,7 @@ def handle_beyond_name(handle_norm: str, name_key: str) -> str | None:
             word = words[i]
             for size in range(min(len(word), len(handle) - at), 0, -1):
                 if handle.startswith(word[:size], at):
-                    end = spelled_length(
-                        at + size, unused - {i}, whole_word_used or (size == len(word) >= 3)
-                    )
+                    end = spelled_length(at + size, unused - {i}, whole_word_used or size >= 3)
                     best = max(best, end)
         return best
 

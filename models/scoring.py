@@ -37,10 +37,14 @@ AVATAR_EVIDENCE_FROM = 0.5
 SHARED_NAME = 0.8
 # Handles this few keystrokes apart, as written, are one handle copied (namesakes add more).
 NEAR_HANDLE_EDITS = 2
+# A pair whose second strongest tie is weaker than this has one tie only.
+SECOND_TIE = 0.25
 # Below this a name's or a handle's likeness is no tie at all.
 TIE_FROM = 0.6
-# An avatar this strong (a near-copy, 8 of 64 bits apart or closer, rarely shared) is a lead.
-PHOTO_LEAD = 0.5
+# An avatar this strong (the same image, 4 of 64 bits apart or closer, rarely shared) is a
+# lead. Not a looser near-copy: at 200,000 profiles most photos have an unrelated one within
+# 6 to 10 bits (`python -m bench.false_alarms`).
+PHOTO_LEAD = 0.75
 
 
 @dataclass(frozen=True)
@@ -132,8 +136,7 @@ def name_is_the_only_link(c: PairColumns) -> np.ndarray:
     spelled with look-alike characters swapped into the other's (which no namesake does) or
     is the other's within a keystroke or two where the name has (almost) no namesakes among
     the indexed identities."""
-    copied_spelling = (c.name_popularity <= SHARED_BY_FEW) & (c.handle_edits <= NEAR_HANDLE_EDITS)
-    own_handle_match = ((c.handle >= 0.8) & ((c.handles_only_name == 0) | copied_spelling)) | (
+    own_handle_match = ((c.handle >= 0.8) & ((c.handles_only_name == 0) | _copied_spelling(c))) | (
         c.handle_lookalike == 1
     )
     return (
@@ -149,14 +152,25 @@ def _namesakes_handles(c: PairColumns) -> np.ndarray:
     name). Not where the name has almost no namesakes (no more other indexed identities
     carry it than the name's discount ignores) and one handle is the other within a
     keystroke or two ("jane_doe" for "janedoe"): that is the name's owner's handle, copied."""
-    namesakes_exist = c.name_popularity > SHARED_BY_FEW
-    return c.handle_from_name * (namesakes_exist | (c.handle_edits > NEAR_HANDLE_EDITS))
+    return c.handle_from_name * ~_copied_spelling(c)
+
+
+def _copied_spelling(c: PairColumns) -> np.ndarray:
+    """Whether each pair carries the very same name (after look-alike folding), a name almost
+    no other indexed identity carries, with one handle the other's within a keystroke or two:
+    the name's owner's handle, copied. Two like names ("Kristin" and "Kristen Miller") are two
+    names, each spelled by its own handle."""
+    return (
+        (c.name_exact == 1)
+        & (c.name_popularity <= SHARED_BY_FEW)
+        & (c.handle_edits <= NEAR_HANDLE_EDITS)
+    )
 
 
 def _handle_strength(c: PairColumns) -> np.ndarray:
-    # A look-alike swap into the other's handle is disguise, whatever else they share.
-    own = c.handle * (1.0 - _namesakes_handles(c))
-    return np.maximum(own, c.handle_lookalike)
+    # A look-alike swap or a misspelling is never "only the name" (compare sees to that), so
+    # a disguised handle keeps its likeness here.
+    return c.handle * (1.0 - _namesakes_handles(c))
 
 
 def _ties(c: PairColumns) -> np.ndarray:
@@ -180,8 +194,8 @@ def _rising(similarity: np.ndarray) -> np.ndarray:
 
 
 def photo_is_a_lead(c: PairColumns) -> np.ndarray:
-    """Whether each pair's avatars are one photo (a near-copy, within 8 of 64 bits) that no
-    more than a few unrelated accounts wear: enough for a person to look, never a finding."""
+    """Whether each pair's avatars are one image (within 4 of 64 bits) that no more than a
+    few unrelated accounts wear: enough for a person to look, never a finding."""
     return _avatar_strength(c) >= PHOTO_LEAD
 
 
@@ -288,16 +302,18 @@ class ScoringModel:
         # Between the two thresholds: reviewable, never a finding on its own.
         review = (self.thresholds.possible_clone + self.thresholds.likely_clone) / 2
         # Namesakes exist: a name, even with a handle that only spells it, is never enough for
-        # likely_clone. Such pairs stay reviewable (possible_clone) however the corpus that
-        # trained the weights happened to balance them.
-        capped = name_is_the_only_link(columns) | (columns.declared_unaffiliated > 0)
+        # likely_clone, however the corpus that trained the weights happened to balance them.
         # A declared fan or parody account may show the person openly; whether it crosses
-        # into impersonation is for a person to judge, so it is reviewable, never a finding.
+        # into impersonation is for a person to judge.
+        judged = name_is_the_only_link(columns) | (columns.declared_unaffiliated > 0)
+        # One field alike, however strongly, is a lead for a person, never a finding: a
+        # finding takes a second tie (a photo and a handle, a name and a bio, ...).
+        one_tie = _ties(columns)[:, 1] < SECOND_TIE
         # A photo that no stranger wears, copied, is a lead whatever else differs: catfish
         # accounts keep the photo and change everything else.
-        lead = photo_is_a_lead(columns) & ~capped
+        lead = photo_is_a_lead(columns) & ~judged
+        calibrated = np.where(judged | one_tie, np.minimum(calibrated, review), calibrated)
         calibrated = np.where(lead, np.maximum(calibrated, review), calibrated)
-        calibrated = np.where(capped, np.minimum(calibrated, review), calibrated)
         # No pair of profiles proves identity beyond doubt, nor rules it out entirely.
         return np.clip(calibrated, 0.001, 0.999)
 
@@ -364,7 +380,7 @@ def reasons(e: PairEvidence) -> list[str]:
         elif e.handle_lookalike:
             out.append("handle is the other's with look-alike characters swapped in")
         if e.handle_from_name and e.handle >= 0.8:
-            if e.name_popularity > SHARED_BY_FEW or (e.handle_edits or 0) > NEAR_HANDLE_EDITS:
+            if not _copied_spelling(columns)[0]:
                 out.append("but both handles just spell the display name, as a namesake's would")
             else:
                 out.append(

@@ -295,7 +295,6 @@ def _search(
             avatar=_tagged(in_index[i].sharers.avatar, in_upload[i].sharers.avatar),
             bio=_tagged(in_index[i].sharers.bio, in_upload[i].sharers.bio),
             avatar_near=_tagged(in_index[i].sharers.avatar_near, in_upload[i].sharers.avatar_near),
-            bio_near=_tagged(in_index[i].sharers.bio_near, in_upload[i].sharers.bio_near),
         )
         identities: dict[Any, tuple[str, str, str]] = {
             ("index", pid): (by_id[pid].name_key, by_id[pid].handle_norm, by_id[pid].handle_key)

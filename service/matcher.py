@@ -17,7 +17,6 @@ import numpy as np
 from indexers import avatar as avatar_hashing
 from indexers import text
 from indexers.compare import (
-    ALIKE_BIO,
     BIO_NEAR_IDENTICAL,
     NEAR_COPY_BITS,
     Popularity,
@@ -189,7 +188,6 @@ class Matcher:
         avatar_sharers: list[tuple[int, ...]] = [() for _ in queries]
         avatar_near: list[tuple[int, ...]] = [() for _ in queries]
         bio_sharers: list[tuple[int, ...]] = [() for _ in queries]
-        bio_near: list[tuple[int, ...]] = [() for _ in queries]
         with self.indexes.reading():
             with_avatar = [i for i, q in enumerate(queries) if q.avatar_hashes is not None]
             if with_avatar:
@@ -222,13 +220,11 @@ class Matcher:
                 matrix = np.stack([queries[i].bio_vector for i in with_bio])  # type: ignore[misc]
                 all_scores, all_ids = self.indexes.bio.search(matrix, BIO_CANDIDATES)
                 for row, i in enumerate(with_bio):
-                    alike = [
-                        (float(sim), int(j))
+                    bio_sharers[i] = tuple(
+                        int(j)
                         for sim, j in zip(all_scores[row], all_ids[row], strict=True)
-                        if j >= 0 and j != exclude_ids[i] and sim >= ALIKE_BIO
-                    ]
-                    bio_sharers[i] = tuple(j for sim, j in alike if sim >= BIO_NEAR_IDENTICAL)
-                    bio_near[i] = tuple(j for _, j in alike)
+                        if j >= 0 and j != exclude_ids[i] and sim >= BIO_NEAR_IDENTICAL
+                    )
                     for sim, j in zip(all_scores[row].tolist(), all_ids[row].tolist(), strict=True):
                         if j >= 0:
                             found[i][j] = None
@@ -250,7 +246,6 @@ class Matcher:
                 avatar=avatar_sharers[i],
                 bio=bio_sharers[i],
                 avatar_near=avatar_near[i],
-                bio_near=bio_near[i],
             )
             out.append(Candidates(list(proposed), sharers, frozenset(weak[i] - strong[i])))
         return out

@@ -226,3 +226,35 @@ def test_a_copied_photo_and_any_second_tie_is_a_likely_clone(
         setattr(pair, name, value)
     [verdict] = model.score([pair])
     assert verdict.label == "likely_clone"
+
+
+@pytest.mark.parametrize(
+    "only",
+    [
+        {"handle": 1.0, "handle_exact": True},
+        {"bio": 0.99, "bio_exact": True},
+        {"display_name": 1.0, "display_name_exact": True},
+    ],
+    ids=["handle", "bio", "name"],
+)
+def test_one_field_alike_is_never_a_likely_clone(
+    model: ScoringModel, only: dict[str, object]
+) -> None:
+    """Strangers share a handle spelling, a bio or a name by chance at a million profiles; a
+    finding takes a second tie."""
+    unrelated: dict[str, object] = {
+        "avatar": 0.2, "avatar_bits": 26, "display_name": 0.3, "handle": 0.3, "bio": 0.2,
+    }  # fmt: skip
+    [verdict] = model.score([PairEvidence(**{**unrelated, **only})])  # type: ignore[arg-type]
+    assert verdict.label != "likely_clone"
+
+
+def test_like_names_with_handles_that_spell_them_are_two_names(model: ScoringModel) -> None:
+    """ "Kristin Miller" @kristinmiller and "Kristen Miller" @kristenmiller: each handle spells
+    its own name; no name is copied, so the handles tie nothing."""
+    pair = PairEvidence(
+        display_name=0.93, handle=0.92, handle_from_name=True, handles_only_name=True,
+        handle_edits=1, name_popularity=0,
+    )  # fmt: skip
+    [verdict] = model.score([pair])
+    assert verdict.label != "likely_clone"
