@@ -321,11 +321,6 @@ def test_readme_benchmark_figures_come_from_result_files() -> None:
     assert not missing, _report(missing)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="bench.quality does not save through bench.provenance yet; its subsection's "
-    "figures are checked here once it does and its README text is brought in line",
-)
 def test_readme_quality_figures_come_from_result_files() -> None:
     section = _sections()[QUALITY]
     missing = unsourced(QUALITY, section, result_files())
