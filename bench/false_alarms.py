@@ -97,10 +97,9 @@ from models.profile import ProfileRecord, identity_key
 from models.scoring import BIO_EVIDENCE_FROM
 from service.avatar_source import AvatarSource
 from service.engine import Engine
-from service.features import Avatar, AvatarReader, hashes_from_bytes
+from service.features import Avatar, AvatarReader, avatar_of, hashes_from_bytes
 from service.matcher import AVATAR_CANDIDATES, AVATAR_EVIDENCE_BITS
 from service.settings import Settings
-from service.store import AvatarBlob
 from training import transforms as tf
 from training.pairset import FIRST_NAMES, LAST_NAMES, default_data_dir, photo_group
 from training.synthetic_images import default_avatar
@@ -875,14 +874,7 @@ class PrehashedAvatars(AvatarReader):
         if digest is None or data is None or hashlib.sha256(data).hexdigest() != digest.sha256:
             return super().read(record, base_dir=base_dir)
         self.used += 1
-        blob = AvatarBlob(
-            sha256=digest.sha256,
-            data=data,
-            mime=digest.mime,
-            width=digest.width,
-            height=digest.height,
-        )
-        return Avatar(blob=blob, hashes=digest.hashes)
+        return avatar_of(data, digest)
 
 
 @dataclass

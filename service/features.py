@@ -33,6 +33,18 @@ class Avatar:
     hashes: np.ndarray
 
 
+def avatar_of(data: bytes, digest: avatar_hashing.AvatarDigest) -> Avatar:
+    """An avatar's exact bytes and what decoding them found, as the store keeps them."""
+    blob = AvatarBlob(
+        sha256=digest.sha256,
+        data=data,
+        mime=digest.mime,
+        width=digest.width,
+        height=digest.height,
+    )
+    return Avatar(blob=blob, hashes=digest.hashes)
+
+
 class AvatarReader:
     """Reads and hashes a record's avatar with the configured size limits."""
 
@@ -53,14 +65,7 @@ class AvatarReader:
         except ImageError as exc:
             # Name the field the caller sent, not the internal "avatar".
             raise ImageError(exc.message, field=_avatar_field(record)) from None
-        blob = AvatarBlob(
-            sha256=digest.sha256,
-            data=data,
-            mime=digest.mime,
-            width=digest.width,
-            height=digest.height,
-        )
-        return Avatar(blob=blob, hashes=digest.hashes)
+        return avatar_of(data, digest)
 
 
 def _avatar_field(record: ProfileRecord) -> str:
