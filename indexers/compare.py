@@ -44,7 +44,11 @@ class Popularity:
     avatar: int = 0
     bio: int = 0
     name: int = 0
+    handle: int = 0  # unrelated identities whose handle has the query's core
     avatar_copies: int = 0  # sharers of the avatar that resemble the query: its copies
+    # How far the nearest unrelated identities' avatars are from the query's (the two nearest,
+    # in bits, within RIVAL_SEARCH_BITS): a match no closer than these is not singled out.
+    avatar_strangers: tuple[int, ...] = ()
 
 
 # Two additions to a name this alike are one, copied ("archi" and "arci").
@@ -53,6 +57,11 @@ _SAME_ADDITION = 0.75
 NEAR_COPY_BITS = 12
 # A sharer whose name or handle is this alike the query's is one of its copies, not a stranger.
 FAMILY_LIKENESS = 0.8
+# A match is singled out from the strangers around the query's avatar when the nearest of them
+# is at least this many bits farther (a ratio test, as feature matching does); the avatar
+# search reports strangers up to this far, so that a near-copy's margin can be read.
+RIVAL_MARGIN_BITS = 2
+RIVAL_SEARCH_BITS = NEAR_COPY_BITS + RIVAL_MARGIN_BITS
 # More unrelated sharers than this, and the avatar or bio is a stock one: it no longer ties
 # the accounts that share it into one family when the name's sharers are counted.
 STOCK_FROM = 2
@@ -70,12 +79,14 @@ class Sharers:
     # a bio's vector moves a little with the batch it was embedded in, and a looser cut would
     # let that move a namesake in or out.
     avatar_near: tuple[object, ...] = ()
+    # Every candidate the avatar search found within RIVAL_SEARCH_BITS, with its distance.
+    avatar_bits: tuple[tuple[object, int], ...] = ()
 
 
 def identity_popularity(
     query: ProfileSide, sharers: Sharers, identities: dict[Any, tuple[str, str, str]]
 ) -> Popularity:
-    """How many *unrelated* identities share the query's avatar, bio and name.
+    """How many *unrelated* identities share the query's avatar, bio, name and handle core.
 
     A photo shared by a dozen strangers is a stock photo; the same photo worn by a dozen
     accounts that also carry the query's name or handle is the query's own photo, copied by a
@@ -89,7 +100,7 @@ def identity_popularity(
 
     def resembles(key: object) -> bool:
         name_key, handle_norm, _ = identities[key]
-        return _name_alike(query.name_key, name_key) or _handle_alike(query, handle_norm)
+        return resembles_identity(query, name_key, handle_norm)
 
     def copies_handle(name_key: str, handle_norm: str, handle: str) -> bool:
         if text.handle_edits(query.handle, handle) <= NEAR_HANDLE_EDITS:
@@ -102,12 +113,34 @@ def identity_popularity(
     avatar_sharers = [key for key in sharers.avatar if key in identities]
     avatar = sum(1 for key in avatar_sharers if not resembles(key))
     copies = len(avatar_sharers) - avatar
+    strangers = tuple(
+        sorted(
+            bits for key, bits in sharers.avatar_bits if key in identities and not resembles(key)
+        )[:2]
+    )
     bio = sum(1 for key in sharers.bio if key in identities and not resembles(key))
-    if not query.name_key:
-        return Popularity(avatar=avatar, bio=bio, avatar_copies=copies)
     tied = set(sharers.avatar_near if avatar <= STOCK_FROM else ()) | set(
         sharers.bio if bio <= STOCK_FROM else ()
     )
+    # A handle's core ("tina" of "imtina1", "johnreads" of "john.reads") that strangers carry
+    # too is a spelling anyone could pick: those who carry neither the query's name nor its
+    # photo or bio count against it, as namesakes count against a name.
+    handle = sum(
+        1
+        for key, (name_key, handle_norm, _) in identities.items()
+        if query.handle_norm
+        and handle_norm == query.handle_norm
+        and key not in tied
+        and not _name_alike(query.name_key, name_key)
+    )
+    if not query.name_key:
+        return Popularity(
+            avatar=avatar,
+            bio=bio,
+            handle=handle,
+            avatar_copies=copies,
+            avatar_strangers=strangers,
+        )
     # A namesake whose handle only spells the shared name chose it as any namesake would.
     query_rest = text.handle_beyond_name(query.handle_norm, query.name_key)
     # A namesake carries the name or one like it: a middle initial, a title or a typo must not
@@ -119,7 +152,41 @@ def identity_popularity(
         and key not in tied
         and not copies_handle(name_key, handle_norm, handle)
     )
-    return Popularity(avatar=avatar, bio=bio, name=name, avatar_copies=copies)
+    return Popularity(
+        avatar=avatar,
+        bio=bio,
+        name=name,
+        handle=handle,
+        avatar_copies=copies,
+        avatar_strangers=strangers,
+    )
+
+
+def resembles_identity(query: ProfileSide, name_key: str, handle_norm: str) -> bool:
+    """Whether an account carries the query's identity (its name or its handle alike): one of
+    its copies, or the person, rather than a stranger."""
+    return _name_alike(query.name_key, name_key) or _handle_alike(query, handle_norm)
+
+
+def avatar_singled_out(
+    query: ProfileSide, candidate: ProfileSide, bits: int, popularity: Popularity
+) -> bool:
+    """Whether an avatar match says "this account copied the picture", not "these pictures
+    happen to meet": the two agree view for view (a copy of the whole picture), or no stranger
+    comes within RIVAL_MARGIN_BITS of the match. Over a large index some unrelated picture
+    always comes within a few bits of any photo at its closest pair of views (`bench.false_alarms`),
+    so closeness alone does not say which account, if any, copied it."""
+    if query.avatar_hashes is None or candidate.avatar_hashes is None:
+        return False
+    if avatar_hashing.aligned_distance(query.avatar_hashes, candidate.avatar_hashes) <= (
+        avatar_hashing.AGREEING_VIEWS_BITS
+    ):
+        return True
+    rivals = list(popularity.avatar_strangers)
+    # The candidate is one of the strangers the search found, unless it carries the identity.
+    if bits in rivals and not resembles_identity(query, candidate.name_key, candidate.handle_norm):
+        rivals.remove(bits)
+    return all(rival > bits + RIVAL_MARGIN_BITS for rival in rivals)
 
 
 def _name_alike(query_key: str, other_key: str) -> bool:
@@ -191,6 +258,8 @@ def compare(
             PairEvidence(
                 avatar=None if bits is None else avatar_hashing.avatar_similarity(bits),
                 avatar_bits=bits,
+                avatar_crowded=bits is not None
+                and not avatar_singled_out(query, cand, bits, popularity),
                 avatar_popularity=popularity.avatar,
                 avatar_copies=popularity.avatar_copies,
                 display_name=name_sim,
@@ -210,6 +279,7 @@ def compare(
                 bio_exact=bool(query_bio) and query_bio.casefold() == cand_bio.casefold(),
                 bio_popularity=popularity.bio,
                 name_popularity=popularity.name,
+                handle_popularity=popularity.handle,
                 # A disclosure both carry was copied with the rest: it discloses nothing.
                 declared_unaffiliated=query_declares
                 != text.declares_unaffiliated(cand.display_name, cand.bio),

@@ -34,12 +34,16 @@ class PairEvidence:
     avatar_bits: int | None = None
     avatar_popularity: int = 0  # unrelated identities that share the query's avatar
     avatar_copies: int = 0  # accounts sharing it that also resemble the query's identity
+    # The avatars meet in one pair of views only, and strangers' avatars come as close: the
+    # match does not point at this account (`indexers.compare.avatar_singled_out`).
+    avatar_crowded: bool = False
     display_name: float | None = None
     display_name_exact: bool = False
     display_name_verbatim: bool = False
     name_popularity: int = 0
     handle: float | None = None
     handle_exact: bool = False
+    handle_popularity: int = 0  # unrelated identities whose handle has the query's core
     # One handle is the other disguised: look-alike characters swapped in, or (handle_typo) a
     # letter doubled, dropped or changed.
     handle_lookalike: bool = False

@@ -45,6 +45,10 @@ TIE_FROM = 0.6
 # lead. Not a looser near-copy: at 200,000 profiles most photos have an unrelated one within
 # 6 to 10 bits (`python -m bench.false_alarms`).
 PHOTO_LEAD = 0.75
+# The most an avatar match counts for when it does not single the candidate out (the pictures
+# meet in one pair of views while strangers' photos come as close): a weak tie, which still
+# joins a strong second one, but never a lead and never a match on its own.
+CROWDED_AVATAR = 0.35
 
 
 @dataclass(frozen=True)
@@ -55,11 +59,13 @@ class PairColumns:
     avatar: np.ndarray
     has_avatar: np.ndarray
     avatar_popularity: np.ndarray
+    avatar_crowded: np.ndarray
     name: np.ndarray
     name_exact: np.ndarray
     name_popularity: np.ndarray
     handle: np.ndarray
     handle_exact: np.ndarray
+    handle_popularity: np.ndarray
     handle_lookalike: np.ndarray
     handle_from_name: np.ndarray
     handle_edits: np.ndarray
@@ -83,11 +89,13 @@ class PairColumns:
             avatar=column(avatar),
             has_avatar=column(v is not None for v in avatar),
             avatar_popularity=column(e.avatar_popularity for e in evidence),
+            avatar_crowded=column(e.avatar_crowded for e in evidence),
             name=column(e.display_name for e in evidence),
             name_exact=column(e.display_name_exact for e in evidence),
             name_popularity=column(e.name_popularity for e in evidence),
             handle=column(e.handle for e in evidence),
             handle_exact=column(e.handle_exact for e in evidence),
+            handle_popularity=column(e.handle_popularity for e in evidence),
             handle_lookalike=column(e.handle_lookalike for e in evidence),
             handle_from_name=column(e.handle_from_name for e in evidence),
             handle_edits=column(e.handle_edits for e in evidence),
@@ -117,6 +125,7 @@ def _avatar_strength(c: PairColumns) -> np.ndarray:
     # Distinct photos still come within 16-24 bits (similarity 0.25-0.5) at the minimum over
     # several views; only the part above that is evidence of a copy.
     rising = np.maximum(0.0, (c.avatar - AVATAR_EVIDENCE_FROM) / (1 - AVATAR_EVIDENCE_FROM))
+    rising = np.where(c.avatar_crowded > 0, np.minimum(rising, CROWDED_AVATAR), rising)
     return rising * c.has_avatar * _discount(c.avatar_popularity)
 
 
@@ -169,8 +178,8 @@ def _copied_spelling(c: PairColumns) -> np.ndarray:
 
 def _handle_strength(c: PairColumns) -> np.ndarray:
     # A look-alike swap or a misspelling is never "only the name" (compare sees to that), so
-    # a disguised handle keeps its likeness here.
-    return c.handle * (1.0 - _namesakes_handles(c))
+    # a disguised handle keeps its likeness here; a core that strangers carry too says little.
+    return c.handle * (1.0 - _namesakes_handles(c)) * _discount(c.handle_popularity)
 
 
 def _ties(c: PairColumns) -> np.ndarray:
@@ -217,7 +226,9 @@ FEATURES: dict[str, Callable[[PairColumns], np.ndarray]] = {
     "name": lambda c: c.name,
     "name_exact": lambda c: c.name_exact * _discount(c.name_popularity),
     "handle": _handle_strength,
-    "handle_exact": lambda c: c.handle_exact * (1.0 - _namesakes_handles(c)),
+    "handle_exact": lambda c: (
+        c.handle_exact * (1.0 - _namesakes_handles(c)) * _discount(c.handle_popularity)
+    ),
     "handle_lookalike": lambda c: c.handle_lookalike,
     "bio": _bio_strength,
     "bio_exact": lambda c: c.bio_exact * _discount(c.bio_popularity),
@@ -342,7 +353,13 @@ def reasons(e: PairEvidence) -> list[str]:
     out: list[str] = []
     columns = PairColumns.of([e])
     if e.avatar is not None and e.avatar_bits is not None:
-        if e.avatar_bits == 0:
+        if e.avatar >= 0.6 and e.avatar_crowded:
+            out.append(
+                f"avatars look alike in one part ({e.avatar_bits} of {HASH_BITS} bits differ "
+                "where they agree most), but other people's photos come as close, so it is "
+                "not taken for a copy"
+            )
+        elif e.avatar_bits == 0:
             out.append("avatar is the same image: all 64 hash bits agree")
         elif e.avatar >= 0.6:
             out.append(f"avatar is a near-copy: {e.avatar_bits} of {HASH_BITS} bits differ")
@@ -387,6 +404,11 @@ def reasons(e: PairEvidence) -> list[str]:
                     "both handles spell the display name, one the other's within a keystroke "
                     "or two, and no other indexed account carries that name"
                 )
+        if e.handle >= 0.8 and e.handle_popularity > SHARED_BY_FEW:
+            out.append(
+                f"but {e.handle_popularity} unrelated accounts have that handle too, "
+                "so it counts for little"
+            )
     if e.declared_unaffiliated:
         out.append(
             "one account says it is a fan, parody or unofficial account: for a person to judge"

@@ -248,6 +248,14 @@ def _tagged(in_index: Sequence[object], in_upload: Sequence[object]) -> tuple[ob
     return tuple(("index", i) for i in in_index) + tuple(("upload", j) for j in in_upload)
 
 
+def _tagged_bits(
+    in_index: Sequence[tuple[object, int]], in_upload: Sequence[tuple[object, int]]
+) -> tuple[tuple[object, int], ...]:
+    return tuple((("index", i), d) for i, d in in_index) + tuple(
+        (("upload", j), d) for j, d in in_upload
+    )
+
+
 def _search(
     engine: Engine,
     uploads: Sequence[_Upload],
@@ -295,6 +303,9 @@ def _search(
             avatar=_tagged(in_index[i].sharers.avatar, in_upload[i].sharers.avatar),
             bio=_tagged(in_index[i].sharers.bio, in_upload[i].sharers.bio),
             avatar_near=_tagged(in_index[i].sharers.avatar_near, in_upload[i].sharers.avatar_near),
+            avatar_bits=_tagged_bits(
+                in_index[i].sharers.avatar_bits, in_upload[i].sharers.avatar_bits
+            ),
         )
         identities: dict[Any, tuple[str, str, str]] = {
             ("index", pid): (by_id[pid].name_key, by_id[pid].handle_norm, by_id[pid].handle_key)

@@ -19,6 +19,7 @@ from indexers import text
 from indexers.compare import (
     BIO_NEAR_IDENTICAL,
     NEAR_COPY_BITS,
+    RIVAL_SEARCH_BITS,
     Popularity,
     ProfileSide,
     Sharers,
@@ -28,7 +29,7 @@ from indexers.compare import (
 from models.bounds import ScoreBounds
 from models.result import Match, PairEvidence
 from models.scoring import AVATAR_EVIDENCE_FROM, BIO_EVIDENCE_FROM, ScoringModel
-from service.features import columns_of_rows, side_of_row
+from service.features import columns_of_rows, hashes_from_bytes, side_of_row
 from service.indexes import IndexSet
 from service.indexes.base import NameIndex
 from service.screen import ScreenQuery, best_pairs
@@ -147,9 +148,29 @@ def popularity_among(
     name (`indexers.compare.identity_popularity`), from the candidates' rows."""
     return identity_popularity(
         query,
-        found.sharers,
+        replace(found.sharers, avatar_bits=_chance_meetings(query, found.sharers, rows)),
         {row.id: (row.name_key, row.handle_norm, _handle_of(row)) for row in rows},
     )
+
+
+def _chance_meetings(
+    query: ProfileSide, sharers: Sharers, rows: Sequence[ProfileRow | ComparableRow]
+) -> tuple[tuple[object, int], ...]:
+    """The avatar search's finds whose pictures meet the query's by chance: a find that agrees
+    with it view for view is a copy of the same picture (counted as a sharer, stock or
+    stolen), not a rival that makes a match ambiguous."""
+    if query.avatar_hashes is None:
+        return ()
+    pictures = {row.id: hashes_from_bytes(row.avatar_hashes) for row in rows}
+
+    def by_chance(key: object) -> bool:
+        picture = pictures.get(key)  # type: ignore[call-overload]
+        return picture is not None and (
+            avatar_hashing.aligned_distance(query.avatar_hashes, picture)  # type: ignore[arg-type]
+            > avatar_hashing.AGREEING_VIEWS_BITS
+        )
+
+    return tuple((key, bits) for key, bits in sharers.avatar_bits if by_chance(key))
 
 
 def _handle_of(row: ProfileRow | ComparableRow) -> str:
@@ -187,6 +208,7 @@ class Matcher:
         strong: list[set[int]] = [set() for _ in queries]
         avatar_sharers: list[tuple[int, ...]] = [() for _ in queries]
         avatar_near: list[tuple[int, ...]] = [() for _ in queries]
+        avatar_bits: list[tuple[tuple[int, int], ...]] = [() for _ in queries]
         bio_sharers: list[tuple[int, ...]] = [() for _ in queries]
         with self.indexes.reading():
             with_avatar = [i for i, q in enumerate(queries) if q.avatar_hashes is not None]
@@ -210,6 +232,9 @@ class Matcher:
                         j for j, d in best.items() if d <= avatar_hashing.SAME_IMAGE_BITS
                     )
                     avatar_near[i] = tuple(j for j, d in best.items() if d <= NEAR_COPY_BITS)
+                    avatar_bits[i] = tuple(
+                        (j, d) for j, d in best.items() if d <= RIVAL_SEARCH_BITS
+                    )
                     # Each profile once, at its best view.
                     nearest = sorted((d, j) for j, d in best.items())[:AVATAR_CANDIDATES]
                     for d, j in nearest:
@@ -246,6 +271,7 @@ class Matcher:
                 avatar=avatar_sharers[i],
                 bio=bio_sharers[i],
                 avatar_near=avatar_near[i],
+                avatar_bits=avatar_bits[i],
             )
             out.append(Candidates(list(proposed), sharers, frozenset(weak[i] - strong[i])))
         return out

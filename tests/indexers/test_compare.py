@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from indexers import text
-from indexers.compare import ProfileSide, Sharers, compare, identity_popularity
+from indexers.avatar import VIEWS
+from indexers.compare import (
+    Popularity,
+    ProfileSide,
+    Sharers,
+    avatar_singled_out,
+    compare,
+    identity_popularity,
+)
 
 
 def side(name: str, handle: str) -> ProfileSide:
@@ -124,3 +133,81 @@ def test_popularity_counts_strangers_not_the_family_of_copies() -> None:
     assert (common.avatar, common.avatar_copies) == (2, 3)
     # Namesake 3 wears the (rarely shared) photo and 8 copies the handle: copies, not namesakes.
     assert common.name == 2
+
+
+def _with_avatar(base: ProfileSide, hashes: np.ndarray) -> ProfileSide:
+    return ProfileSide(
+        display_name=base.display_name,
+        name_key=base.name_key,
+        handle=base.handle,
+        handle_norm=base.handle_norm,
+        avatar_hashes=hashes,
+    )
+
+
+def _random_hashes(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(2, VIEWS, 8), dtype=np.uint8)
+
+
+def test_an_avatar_met_in_one_view_is_singled_out_only_with_no_stranger_as_close() -> None:
+    query = _with_avatar(side("Palmer Stephens", "palmerstephens"), _random_hashes(1))
+    # Unrelated pictures whose closest views meet (one view in common, the rest apart).
+    met = _random_hashes(2)
+    met[0, 2] = query.avatar_hashes[0, 4]  # type: ignore[index]
+    stranger = _with_avatar(side("Dana Whitfield", "dwhitfield"), met)
+    # Nobody else near: the only picture this close (the search found it among the
+    # strangers), so it points at this account.
+    assert avatar_singled_out(query, stranger, 0, Popularity(avatar_strangers=(0, 20)))
+    # Another stranger's photo as close: closeness says nothing about this account.
+    assert not avatar_singled_out(query, stranger, 0, Popularity(avatar_strangers=(0, 2)))
+    # A look-alike name is no stranger, so the strangers around the photo are all others.
+    namesake = _with_avatar(side("Stephen Palmer", "stephen_palmer"), met)
+    assert avatar_singled_out(query, namesake, 0, Popularity(avatar_strangers=(6, 20)))
+    crowded = Popularity(avatar_strangers=(2, 20))
+    [evidence] = compare(query, [namesake], popularity=crowded)
+    assert evidence.avatar_bits == 0 and evidence.avatar_crowded
+
+
+def test_a_copy_of_the_whole_picture_is_singled_out_among_strangers() -> None:
+    original = _random_hashes(3)
+    query = _with_avatar(side("Maya Okafor", "mayaokafor"), original)
+    copy = original.copy()
+    copy[:, :, 0] ^= 0b1010_0000  # every view two bits off: a re-encoded copy
+    clone = _with_avatar(side("Maya 0kafor", "maya_0kafor"), copy)
+    crowded = Popularity(avatar_strangers=(1, 3))
+    assert avatar_singled_out(query, clone, 2, crowded)
+    [evidence] = compare(query, [clone], popularity=crowded)
+    assert evidence.avatar_bits == 2 and not evidence.avatar_crowded
+
+
+def test_strangers_are_counted_around_the_avatar_but_not_the_family_of_copies() -> None:
+    query = side("Marisol Quintero", "marisol.quintero")
+    identities = {
+        1: (text.normalize_name("Marisol Quintero"), text.normalize_handle("mq_x"), "mq_x"),
+        2: (text.normalize_name("Omar Haddad"), text.normalize_handle("omarh"), "omarh"),
+        3: (text.normalize_name("Eva Novak"), text.normalize_handle("evan"), "evan"),
+        4: (text.normalize_name("Li Wei"), text.normalize_handle("liwei"), "liwei"),
+    }
+    sharers = Sharers(avatar_bits=((1, 0), (2, 9), (3, 6), (4, 14)))
+    # The copy (1) is no stranger; the two nearest strangers are reported.
+    assert identity_popularity(query, sharers, identities).avatar_strangers == (6, 9)
+
+
+def test_a_handle_core_that_strangers_carry_too_is_counted_against_it() -> None:
+    query = side("Tina Haskett", "imtina1")
+
+    def identity(name: str, handle: str) -> tuple[str, str, str]:
+        return text.normalize_name(name), text.normalize_handle(handle), handle
+
+    identities = {
+        1: identity("Tina Darst", "imtina"),  # strangers with the same core
+        2: identity("Tina Rowe", "im_tina"),
+        3: identity("Tina Oduya", "imtina_22"),
+        4: identity("Tina Haskett", "tina.h"),  # the name: a copy or the person, not a stranger
+        5: identity("Tina Haskett", "imtina"),
+        6: identity("Marta Lind", "marta_lind"),  # another core
+    }
+    assert identity_popularity(query, Sharers(), identities).handle == 3
+    # One that wears the query's photo is tied to it, not a stranger.
+    tied = Sharers(avatar=(1,), avatar_near=(1,))
+    assert identity_popularity(query, tied, identities).handle == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
@@ -226,6 +227,34 @@ def test_a_copied_photo_and_any_second_tie_is_a_likely_clone(
         setattr(pair, name, value)
     [verdict] = model.score([pair])
     assert verdict.label == "likely_clone"
+
+
+def test_a_photo_that_strangers_come_as_close_to_is_no_lead(model: ScoringModel) -> None:
+    """The same picture at its closest views, but strangers' photos as close and the rest of
+    the pictures apart: chance, not a stolen photo."""
+    alone = photo_theft(handle=0.2, avatar=0.875, avatar_bits=4)
+    crowded = dataclasses.replace(alone, avatar_crowded=True)
+    [lead, by_chance] = model.score([alone, crowded])
+    assert lead.label == "possible_clone"
+    assert by_chance.label == "unlikely"
+    assert any("other people's photos come as close" in r for r in by_chance.reasons)
+    assert not any("same image" in r or "near-copy" in r for r in by_chance.reasons)
+
+
+def test_a_handle_that_many_strangers_carry_is_no_finding(model: ScoringModel) -> None:
+    """ "imtina" and "imtina1" are one spelling, but strangers pick it too: with a first name
+    in common, that is two Tinas, not a copy."""
+    pair = PairEvidence(
+        display_name=0.75,
+        handle=1.0,
+        handle_exact=True,
+        handle_edits=1,
+        bio=0.2,
+    )
+    shared = dataclasses.replace(pair, handle_popularity=12)
+    [rare, common] = model.score([pair, shared])
+    assert common.label == "unlikely" and common.score < rare.score
+    assert any("unrelated accounts have that handle too" in r for r in common.reasons)
 
 
 @pytest.mark.parametrize(
