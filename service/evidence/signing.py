@@ -75,6 +75,16 @@ class EvidenceSigner:
     def public_key(self) -> Ed25519PublicKey:
         return self._private().public_key()
 
+    def existing_public_key(self) -> Ed25519PublicKey | None:
+        """The public key, or None while no key has been created: for checks, which must
+        not make a new key (everything signed before would then fail against it)."""
+        with self._lock:
+            if self._key is None:
+                if not self.path.exists():
+                    return None
+                self._key = self._load_or_create()
+            return self._key.public_key()
+
     @property
     def public_key_pem(self) -> str:
         return public_pem(self.public_key)

@@ -1,20 +1,27 @@
-"""The audit log in the store: an append-only hash chain of who did what to which case.
+"""The audit log in the store: an append-only hash chain of who did what to which case,
+each entry signed with the service's Ed25519 key.
 
 Each entry carries the SHA-256 of the one before (`prev_hash`) and its own `hash`, computed
 over its sequence number, time, actor, action, target, details and `prev_hash`. So an entry
 edited in the database no longer matches its hash, and one removed or moved breaks the link
-of the entry after it; `service.audit.verify_chain` finds both. Entries are appended inside
-the transaction of the change they record, so a change and its entry commit together.
+of the entry after it; `service.audit.verify_chain` finds both. A hash anyone can recompute,
+though: someone who can write the database could rewrite an entry and every hash after it.
+So each entry's hash is also signed (`signature`, by the key named in `key_fingerprint`), and
+a rewritten chain needs the key too. Entries written before the log was signed have neither.
+Entries are appended inside the transaction of the change they record, so a change and its
+entry commit together.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     Column,
@@ -32,7 +39,12 @@ from sqlalchemy import (
 from service.store.store import _WRITE_OPTION, Store
 from service.store.tables import BigId, metadata
 
+logger = logging.getLogger(__name__)
+
 GENESIS_HASH = "0" * 64
+# What an entry's signature covers starts with this, so that no other message the service
+# signs (a bundle's manifest, an archive) can pass for an audit entry's.
+SIGNED_PREFIX = b"clonefinder-audit-entry:v1:"
 # pg_advisory_xact_lock key that serialises appends to the chain on PostgreSQL (SQLite's
 # write lock, taken at BEGIN, does the same there).
 _AUDIT_LOCK_KEY = 0x61756469
@@ -53,8 +65,21 @@ audit_log = Table(
     Column("details", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # Base64 Ed25519 signature of `signed_message(seq, hash)`; NULL in entries written before
+    # the log was signed.
+    Column("signature", Text),
+    Column("key_fingerprint", Text),  # which key signed it (`SHA256:...`)
     UniqueConstraint("prev_hash"),
 )
+
+
+class EntrySigner(Protocol):
+    """What signs new entries: the service's evidence key (`EvidenceSigner`)."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def sign(self, data: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -76,6 +101,8 @@ class AuditEntry:
     details: str
     prev_hash: str
     hash: str
+    signature: str | None = None
+    key_fingerprint: str | None = None
 
     def expected_hash(self) -> str:
         """What this entry's hash must be, given its content and its `prev_hash`."""
@@ -101,6 +128,8 @@ class AuditEntry:
             "details": json.loads(self.details),
             "prev_hash": self.prev_hash,
             "hash": self.hash,
+            "signature": self.signature,
+            "key_fingerprint": self.key_fingerprint,
         }
 
 
@@ -138,16 +167,40 @@ def entry_hash(
     return hashlib.sha256(canonical_json(covered).encode("utf-8")).hexdigest()
 
 
+def signed_message(seq: int, digest: str) -> bytes:
+    """What an entry's signature covers: its place and its hash (`digest`), which covers its
+    content and, through `prev_hash`, every entry before it."""
+    return SIGNED_PREFIX + f"{seq}:{digest}".encode()
+
+
 def append_entry(
-    conn: Connection, actor: Actor, action: str, target: str, details: dict[str, Any]
+    conn: Connection,
+    actor: Actor,
+    action: str,
+    target: str,
+    details: dict[str, Any],
+    *,
+    signer: EntrySigner,
 ) -> AuditEntry:
-    """Append one entry in `conn`'s transaction (which must be a write transaction)."""
+    """Append one entry, signed by `signer`, in `conn`'s transaction (which must be a write
+    transaction)."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})
     last = conn.execute(
-        select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+        select(audit_log.c.seq, audit_log.c.hash, audit_log.c.signature)
+        .order_by(audit_log.c.seq.desc())
+        .limit(1)
     ).first()
     seq, prev_hash = (1, GENESIS_HASH) if last is None else (int(last.seq) + 1, str(last.hash))
+    if last is not None and last.signature is None:
+        # Once per store, after an upgrade; more than once, someone removed signatures.
+        logger.warning(
+            "audit entry %d is unsigned: signing the log from entry %d on (entries written "
+            "before the log was signed have no signature; if this store's log was already "
+            "signed, its signatures were removed: run `clonefinder audit verify`)",
+            last.seq,
+            seq,
+        )
     at = rfc3339(datetime.now(UTC))
     text_details = canonical_json(details)
     digest = entry_hash(
@@ -170,6 +223,8 @@ def append_entry(
         details=text_details,
         prev_hash=prev_hash,
         hash=digest,
+        signature=base64.b64encode(signer.sign(signed_message(seq, digest))).decode("ascii"),
+        key_fingerprint=signer.fingerprint,
     )
     conn.execute(insert(audit_log).values(**entry.__dict__))
     return entry
@@ -186,21 +241,25 @@ def _entry(row: Any) -> AuditEntry:
         details=row.details,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        signature=row.signature,
+        key_fingerprint=row.key_fingerprint,
     )
 
 
 class AuditStore:
-    """Appends to and reads the audit log of the store's database."""
+    """Appends to and reads the audit log of the store's database; `signer` signs what is
+    appended (it loads its key only when it first signs, so a reader never touches it)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, signer: EntrySigner) -> None:
         self._engine = store.engine
         self._write_engine = store.engine.execution_options(**{_WRITE_OPTION: True})
+        self._signer = signer
 
     def record(self, actor: Actor, action: str, target: str, details: dict[str, Any]) -> AuditEntry:
         """Append one entry in a transaction of its own (for events that change nothing else,
         such as an export)."""
         with self._write_engine.begin() as conn:
-            return append_entry(conn, actor, action, target, details)
+            return append_entry(conn, actor, action, target, details, signer=self._signer)
 
     def entries(self, *, batch_size: int = 1_000) -> Iterator[AuditEntry]:
         """Every entry in sequence order, read in batches (keyset paging)."""

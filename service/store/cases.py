@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from models.profile import identity_key
-from service.store.audit import Actor, append_entry
+from service.store.audit import Actor, EntrySigner, append_entry
 from service.store.store import _WRITE_OPTION, AvatarBlob, Store, _utcnow
 from service.store.tables import UTCDateTime, metadata
 
@@ -216,11 +216,13 @@ def _of_key(key_id: int | None) -> ColumnElement[bool]:
 class CaseStore:
     """Cases, items, captures and captured avatars in the store's database.
 
-    Thread-safe like `Store`. Every write appends its audit entry in the same transaction.
+    Thread-safe like `Store`. Every write appends its audit entry, signed by `signer`, in the
+    same transaction.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, signer: EntrySigner) -> None:
         self._engine = store.engine
+        self._signer = signer
         self._write_engine = store.engine.execution_options(**{_WRITE_OPTION: True})
         dialect_insert = (
             postgresql.insert if store.engine.dialect.name == "postgresql" else sqlite.insert
@@ -255,6 +257,7 @@ class CaseStore:
                     "victim": f"{created.victim_platform}/{created.victim_handle}",
                     "notes": created.notes,
                 },
+                signer=self._signer,
             )
         return created
 
@@ -295,6 +298,7 @@ class CaseStore:
                 "case.update",
                 f"case {case_id}",
                 {k: {"from": getattr(old, k), "to": v} for k, v in changed.items()},
+                signer=self._signer,
             )
         return _case_row(row)
 
@@ -377,7 +381,7 @@ class CaseStore:
                 "source": new.source,
             }
             action = "item.add" if new_item else "item.capture"
-            append_entry(conn, actor, action, f"case {case_id}", details)
+            append_entry(conn, actor, action, f"case {case_id}", details, signer=self._signer)
         return Captured(item=item, capture=capture, new_item=new_item)
 
     def items(self, case_id: int) -> list[ItemRow]:
@@ -416,7 +420,9 @@ class CaseStore:
             conn.execute(update(cases).where(cases.c.id == case_id).values(updated_at=now))
             details: dict[str, Any] = {"item": item_id}
             details.update({k: {"from": getattr(old, k), "to": v} for k, v in changed.items()})
-            append_entry(conn, actor, "item.update", f"case {case_id}", details)
+            append_entry(
+                conn, actor, "item.update", f"case {case_id}", details, signer=self._signer
+            )
         return _item_row(row)
 
     def captures(self, case_id: int, *, item_id: int | None = None) -> list[CaptureRow]:

@@ -2,19 +2,24 @@
 
 The audit tests edit the database directly, as someone with access to it would: they first
 drop the triggers that keep the log append-only, then edit, remove or swap entries, and
-`verify_chain` must name what changed.
+`verify_chain` must name what changed. (Rewrites that recompute the hashes, which only the
+entries' signatures catch, are in test_audit_signing.py.)
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from service.audit import verify_chain
+from service.audit import ChainReport, verify_chain
+from service.evidence.signing import EvidenceSigner
 from service.store import Store
 from service.store.audit import Actor, AuditStore
 from service.store.cases import CaseStore, NewCapture, NewCase
@@ -24,13 +29,27 @@ ALICE = Actor("alice", key_id=7)
 
 
 @pytest.fixture
-def cases(store: Store) -> CaseStore:
-    return CaseStore(store)
+def signer(tmp_path: Path) -> EvidenceSigner:
+    return EvidenceSigner(tmp_path / "evidence-signing.key")
 
 
 @pytest.fixture
-def audit(store: Store) -> AuditStore:
-    return AuditStore(store)
+def cases(store: Store, signer: EvidenceSigner) -> CaseStore:
+    return CaseStore(store, signer=signer)
+
+
+@pytest.fixture
+def audit(store: Store, signer: EvidenceSigner) -> AuditStore:
+    return AuditStore(store, signer=signer)
+
+
+Check = Callable[..., ChainReport]
+
+
+@pytest.fixture
+def check(signer: EvidenceSigner) -> Check:
+    """`verify_chain` with the key the entries are signed with."""
+    return partial(verify_chain, public_keys=[signer.public_key])
 
 
 def new_case(cases: CaseStore, *, key_id: int | None = 7) -> int:
@@ -100,7 +119,7 @@ def test_captures_and_their_avatars_cannot_be_changed_or_deleted(
 
 
 def test_each_change_is_audited_with_the_key_that_made_it(
-    cases: CaseStore, audit: AuditStore
+    cases: CaseStore, audit: AuditStore, check: Check
 ) -> None:
     case_id = new_case(cases)
     added = cases.add_capture(ALICE, case_id, capture())
@@ -117,7 +136,7 @@ def test_each_change_is_audited_with_the_key_that_made_it(
     ]
     assert all(e.target == f"case {case_id}" for e in entries)
     assert entries[2].document()["details"] == {"status": {"from": "open", "to": "reported"}}
-    assert verify_chain(entries).ok
+    assert check(entries).ok
 
 
 def test_another_keys_case_is_not_found_or_changed(cases: CaseStore) -> None:
@@ -128,7 +147,7 @@ def test_another_keys_case_is_not_found_or_changed(cases: CaseStore) -> None:
     assert cases.case(case_id, key_id=7).notes == ""  # type: ignore[union-attr]
 
 
-def test_concurrent_appends_keep_one_chain(audit: AuditStore) -> None:
+def test_concurrent_appends_keep_one_chain(audit: AuditStore, check: Check) -> None:
     def append(worker: int) -> None:
         for n in range(8):
             audit.record(Actor(f"worker{worker}"), "case.export", f"case {n}", {"n": n})
@@ -138,9 +157,9 @@ def test_concurrent_appends_keep_one_chain(audit: AuditStore) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    report = verify_chain(audit.entries())
+    report = check(audit.entries())
     assert report.ok, report.problems
-    assert report.entries == 32
+    assert report.entries == report.signed == 32
 
 
 # -- tampering, straight in the database -------------------------------------------------------
@@ -171,28 +190,30 @@ def test_the_log_cannot_be_edited_while_its_guard_is_in_place(
         conn.execute(text("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2"))
 
 
-def test_audit_verify_names_an_edited_entry(store: Store, audit: AuditStore) -> None:
+def test_audit_verify_names_an_edited_entry(store: Store, audit: AuditStore, check: Check) -> None:
     _five_entries(audit)
     _allow_tampering(store)
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET actor = 'mallory' WHERE seq = 3"))
-    report = verify_chain(audit.entries())
+    report = check(audit.entries())
     assert not report.ok
     assert report.problems == ["entry 3: its content does not match its hash (edited or moved)"]
 
 
-def test_audit_verify_names_a_removed_entry(store: Store, audit: AuditStore) -> None:
+def test_audit_verify_names_a_removed_entry(store: Store, audit: AuditStore, check: Check) -> None:
     _five_entries(audit)
     _allow_tampering(store)
     with store.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = 2"))
-    report = verify_chain(audit.entries())
+    report = check(audit.entries())
     assert not report.ok
     assert any(p.startswith("entry 3: expected entry 2 here (removed)") for p in report.problems)
     assert any(p.startswith("entry 3: does not follow") for p in report.problems)
 
 
-def test_audit_verify_names_reordered_entries(store: Store, audit: AuditStore) -> None:
+def test_audit_verify_names_reordered_entries(
+    store: Store, audit: AuditStore, check: Check
+) -> None:
     _five_entries(audit)
     _allow_tampering(store)
     # Swap entries 2 and 4 whole (content, links and hashes), as a reordering would.
@@ -200,22 +221,22 @@ def test_audit_verify_names_reordered_entries(store: Store, audit: AuditStore) -
         conn.execute(text("UPDATE audit_log SET seq = 100 WHERE seq = 2"))
         conn.execute(text("UPDATE audit_log SET seq = 2 WHERE seq = 4"))
         conn.execute(text("UPDATE audit_log SET seq = 4 WHERE seq = 100"))
-    report = verify_chain(audit.entries())
+    report = check(audit.entries())
     assert not report.ok
     named = {p.split(":")[0] for p in report.problems}
     assert {"entry 2", "entry 4"} <= named
 
 
 def test_entries_cut_from_the_end_show_against_a_recorded_head(
-    store: Store, audit: AuditStore
+    store: Store, audit: AuditStore, check: Check
 ) -> None:
     _five_entries(audit)
     recorded = audit.head()
-    assert recorded is not None and verify_chain(audit.entries(), expected_head=recorded.hash).ok
+    assert recorded is not None and check(audit.entries(), expected_head=recorded.hash).ok
     _allow_tampering(store)
     with store.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = 5"))
-    assert verify_chain(audit.entries()).ok  # the log alone cannot tell
-    report = verify_chain(audit.entries(), expected_head=recorded.hash)
+    assert check(audit.entries()).ok  # the log alone cannot tell
+    report = check(audit.entries(), expected_head=recorded.hash)
     assert not report.ok
     assert "entries were removed from the end" in report.problems[0]
