@@ -94,7 +94,9 @@ UNRELATED_BITS: Final = 32
 
 FIELD: Final = "avatar"
 
-# Pillow format name -> MIME type; the allow-list of what we decode at all.
+# Pillow format name -> MIME type; the allow-list of what we decode at all: the formats the
+# README promises, those platforms and browsers serve. Anything else (PPM, ICO, PSD...) never
+# reaches a decoder.
 _FORMATS: Final[dict[str, str]] = {
     "JPEG": "image/jpeg",
     "MPO": "image/jpeg",  # camera JPEGs with extra frames open as MPO
@@ -103,7 +105,6 @@ _FORMATS: Final[dict[str, str]] = {
     "GIF": "image/gif",
     "BMP": "image/bmp",
     "TIFF": "image/tiff",
-    "PPM": "image/x-portable-anymap",  # PPM, PGM and PBM
 }
 
 _DRAFT_SIDE: Final = 128
@@ -195,7 +196,7 @@ def _decode(
         raise ImageError(f"avatar is a decompression bomb: {exc}", field=FIELD) from exc
     except Image.UnidentifiedImageError as exc:
         raise ImageError(
-            "avatar is not a decodable image (allowed: JPEG, PNG, WEBP, GIF, BMP, TIFF, PNM)",
+            "avatar is not an image in an accepted format (JPEG, PNG, WEBP, GIF, BMP or TIFF)",
             field=FIELD,
         ) from exc
     except Exception as exc:  # any decoder failure: truncated, corrupt, unsupported variant

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real `clonefinder serve` process for tests of the HTTP API."""
+"""Shared fixtures: a real `clonefinder serve` process for tests of the HTTP API; and under
+`CI=true`, every skip not listed in tests/requirements.py made a failure."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.requirements import IN_CI, allowed_in_ci
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SERVER_START_TIMEOUT_S = 90.0
@@ -74,6 +77,42 @@ def _wait_until_ready(process: subprocess.Popen[bytes], url: str, log_path: Path
         time.sleep(0.25)
     log = log_path.read_text(encoding="utf-8", errors="replace")
     pytest.fail(f"server not ready after {SERVER_START_TIMEOUT_S:.0f} s:\n{log}")
+
+
+def _skip_reason(report: pytest.TestReport | pytest.CollectReport) -> str:
+    longrepr = report.longrepr
+    message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    return message.removeprefix("Skipped: ")
+
+
+def _fail_a_skip_ci_does_not_allow(report: pytest.TestReport | pytest.CollectReport) -> None:
+    if not (IN_CI and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    if not allowed_in_ci(reason):
+        report.outcome = "failed"
+        report.longrepr = (
+            f"skipped under CI=true, where nothing the tests need may be missing: {reason}\n"
+            "(the skips CI allows are listed in tests/requirements.py)"
+        )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    _fail_a_skip_ci_does_not_allow(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield  # a module that skips as a whole (`importorskip` at its top)
+    _fail_a_skip_ci_does_not_allow(report)
+    return report
 
 
 @pytest.fixture(scope="session", autouse=True)

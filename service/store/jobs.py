@@ -12,7 +12,7 @@ a late commit of the dead lease's holder (one that was only paused) is refused.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -167,13 +167,21 @@ class JobStore:
 
     `max_attempts`: how many times a chunk may be claimed before its job is failed, so a
     record that crashes every worker that touches it (memory, a native crash) cannot keep
-    the fleet busy forever.
+    the fleet busy forever. `clock`: the current UTC time, which leases are measured by (tests
+    move it by hand, so that no test of a lease depends on how fast the machine runs).
     """
 
-    def __init__(self, store: Store, *, max_attempts: int = 5) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_attempts: int = 5,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
         self._engine = store.engine
         self._write_engine = store.engine.execution_options(**{_WRITE_OPTION: True})
         self._max_attempts = max_attempts
+        self._clock = clock
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -197,7 +205,7 @@ class JobStore:
                     processed=0,
                     errors=0,
                     result_lines=0,
-                    created_at=_utcnow(),
+                    created_at=self._clock(),
                 )
             )
         return job_id
@@ -255,7 +263,7 @@ class JobStore:
             ]
             if chunks:
                 conn.execute(insert(scan_chunks), chunks)
-            now = _utcnow()
+            now = self._clock()
             values: dict[str, Any] = {
                 "total": total,
                 "state": "queued" if total else "done",
@@ -278,7 +286,7 @@ class JobStore:
 
     def drop_abandoned_uploads(self, *, older_than: timedelta) -> int:
         """Erase jobs still "receiving" after `older_than`: their uploader is gone."""
-        cutoff = _utcnow() - older_than
+        cutoff = self._clock() - older_than
         stmt = select(scan_jobs.c.id).where(
             scan_jobs.c.state == "receiving", scan_jobs.c.created_at < cutoff
         )
@@ -302,7 +310,7 @@ class JobStore:
             conn.execute(
                 update(scan_jobs)
                 .where(scan_jobs.c.id == job_id, scan_jobs.c.state.in_(ACTIVE_STATES))
-                .values(state="cancelled", finished_at=_utcnow())
+                .values(state="cancelled", finished_at=self._clock())
             )
             row = conn.execute(select(*_JOB_COLUMNS).where(scan_jobs.c.id == job_id)).first()
         return None if row is None else _job_row(row)
@@ -311,12 +319,11 @@ class JobStore:
         with self._writing() as conn:
             self._fail(conn, job_id, message)
 
-    @staticmethod
-    def _fail(conn: Connection, job_id: str, message: str) -> None:
+    def _fail(self, conn: Connection, job_id: str, message: str) -> None:
         conn.execute(
             update(scan_jobs)
             .where(scan_jobs.c.id == job_id, scan_jobs.c.state.in_(ACTIVE_STATES))
-            .values(state="failed", error=message, finished_at=_utcnow())
+            .values(state="failed", error=message, finished_at=self._clock())
         )
 
     def results(self, job_id: str, *, offset: int, limit: int) -> list[ResultLine]:
@@ -346,7 +353,7 @@ class JobStore:
     def claim(self, worker_id: str, *, lease_s: float) -> ChunkClaim | None:
         """The oldest active job's next free chunk (never claimed, or its lease expired),
         now leased to `worker_id`; None when there is no work."""
-        now = _utcnow()
+        now = self._clock()
         free = or_(
             scan_chunks.c.state == "pending",
             and_(scan_chunks.c.state == "running", scan_chunks.c.lease_until < now),
@@ -426,7 +433,7 @@ class JobStore:
             result = conn.execute(
                 update(scan_chunks)
                 .where(*self._held(claim))
-                .values(lease_until=_utcnow() + timedelta(seconds=lease_s))
+                .values(lease_until=self._clock() + timedelta(seconds=lease_s))
             )
             if result.rowcount != 1:
                 return False
@@ -483,7 +490,7 @@ class JobStore:
                 marked = conn.execute(
                     update(scan_chunks)
                     .where(*self._held(claim))
-                    .values(state="done", lease_until=None, finished_at=_utcnow())
+                    .values(state="done", lease_until=None, finished_at=self._clock())
                 )
                 if marked.rowcount != 1:
                     raise _LeaseLost
@@ -518,7 +525,7 @@ class JobStore:
                     conn.execute(
                         update(scan_jobs)
                         .where(scan_jobs.c.id == claim.job_id)
-                        .values(state="done", finished_at=_utcnow())
+                        .values(state="done", finished_at=self._clock())
                     )
         except _LeaseLost:
             return False

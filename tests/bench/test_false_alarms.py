@@ -19,12 +19,13 @@ from models.profile import identity_key, parse_record
 from service.avatar_source import AvatarSource
 from service.features import AvatarReader
 from service.settings import Settings
+from tests.requirements import SHARED_DATA_ABSENT
 from training.pairset import default_data_dir
 
 SHARED = default_data_dir()
 needs_shared_photos = pytest.mark.skipif(
     not (SHARED / "images" / "faces").is_dir(),
-    reason=f"shared data folder (images/faces) not found at {SHARED}",
+    reason=f"{SHARED_DATA_ABSENT}: no {SHARED / 'images' / 'faces'}",
 )
 SEED = 3
 

@@ -34,10 +34,11 @@ from tests.indexers.avatar_fixtures import (
     shared_images,
     square_avatar,
 )
+from tests.requirements import SHARED_DATA_ABSENT
 
 LIMITS = {"max_bytes": 10 * 1024 * 1024, "max_pixels": 40_000_000}
 IMAGES = shared_images()
-needs_shared = pytest.mark.skipif(IMAGES is None, reason="shared image data is absent")
+needs_shared = pytest.mark.skipif(IMAGES is None, reason=f"{SHARED_DATA_ABSENT}: no images")
 
 # Same-picture groups among faces/: the letterboxed sizes and crops of one portrait, and one
 # photo saved twice. Every other file is a distinct photo.
@@ -164,12 +165,9 @@ def test_provided_transformed_copies_match(kind: str) -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "Iggy.1024.ppm",
         "alpha_channel_image.png",
-        "baboon.pgm",
         "copyleft.tiff",
         "giphy.gif",
-        "marbles.pbm",
         "ukbench09380.bmp",
         "ukbench09380.jpeg",
         "ukbench09380.png",
@@ -184,6 +182,22 @@ def test_every_provided_format_decodes(name: str) -> None:
         assert (result.width, result.height) == raw.size
     assert result.hashes.shape == (2, VIEWS, CODE_BYTES)
     assert load_image(data, **LIMITS).mode == "RGB"
+
+
+@needs_shared
+@pytest.mark.parametrize("name", ["Iggy.1024.ppm", "baboon.pgm", "marbles.pbm"])
+def test_provided_netpbm_files_are_refused_naming_the_accepted_formats(name: str) -> None:
+    assert IMAGES is not None
+    with pytest.raises(ImageError, match="JPEG, PNG, WEBP, GIF, BMP or TIFF") as caught:
+        decode_avatar((IMAGES / "formats" / name).read_bytes(), **LIMITS)
+    assert caught.value.field == "avatar"
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "ICO", "TGA", "PCX"])
+def test_formats_the_readme_does_not_list_are_refused(fmt: str) -> None:
+    """Pillow decodes these, but avatars are promised in six formats only."""
+    with pytest.raises(ImageError, match="not an image in an accepted format"):
+        decode_avatar(encode(generated_avatar(3).resize((64, 64)), fmt), **LIMITS)
 
 
 @needs_shared

@@ -23,6 +23,7 @@ from indexers.text import (
     normalize_name,
     skeleton,
 )
+from tests.requirements import SHARED_DATA_ABSENT
 
 CYR_A = "\u0430"  # CYRILLIC SMALL LETTER A
 CYR_O = "\u043e"  # CYRILLIC SMALL LETTER O
@@ -380,7 +381,7 @@ def test_is_verbatim_tells_identical_from_folded() -> None:
 def test_real_twitter_names_and_handles_normalize_sensibly() -> None:
     path = _shared_data() / "profiles" / "cresci2015-users.csv"
     if not path.is_file():
-        pytest.skip(f"shared test data not found at {path}")
+        pytest.skip(f"{SHARED_DATA_ABSENT}: no {path}")
     with path.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows

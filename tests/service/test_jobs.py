@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic import command
@@ -15,9 +15,28 @@ from service.store import InputLine, JobStore, ResultLine, Store
 from service.store.store import MIGRATIONS_DIR
 
 
+class ManualClock:
+    """A clock that moves only when told: a lease expires because the test says so, never
+    because the machine was slow (which could also hide a lease that never expires)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
 @pytest.fixture
-def jobs(store: Store) -> JobStore:
-    return JobStore(store, max_attempts=3)
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def jobs(store: Store, clock: ManualClock) -> JobStore:
+    return JobStore(store, max_attempts=3, clock=clock)
 
 
 def _job(jobs: JobStore, lines: int, *, chunk_size: int = 4, mode: str = "against_index") -> str:
@@ -67,12 +86,15 @@ def test_an_empty_job_is_done_at_once(jobs: JobStore) -> None:
     assert jobs.claim("w1", lease_s=30) is None
 
 
-def test_an_expired_lease_is_taken_over_and_the_late_commit_refused(jobs: JobStore) -> None:
+def test_an_expired_lease_is_taken_over_and_the_late_commit_refused(
+    jobs: JobStore, clock: ManualClock
+) -> None:
     job_id = _job(jobs, 4, chunk_size=4)
-    first = jobs.claim("dead", lease_s=0.2)
+    first = jobs.claim("dead", lease_s=60)
     assert first is not None
+    clock.advance(59)
     assert jobs.claim("other", lease_s=30) is None  # still leased
-    time.sleep(0.4)
+    clock.advance(2)
     second = jobs.claim("other", lease_s=30)
     assert second is not None and (second.job_id, second.chunk_no) == (job_id, 0)
     assert second.attempts == 2
@@ -84,21 +106,27 @@ def test_an_expired_lease_is_taken_over_and_the_late_commit_refused(jobs: JobSto
     assert jobs.get_job(job_id).processed == 4  # type: ignore[union-attr]
 
 
-def test_a_renewed_lease_is_not_taken(jobs: JobStore) -> None:
+def test_a_renewed_lease_is_not_taken(jobs: JobStore, clock: ManualClock) -> None:
     _job(jobs, 4, chunk_size=4)
-    claim = jobs.claim("w1", lease_s=0.3)
+    claim = jobs.claim("w1", lease_s=60)
     assert claim is not None
-    for _ in range(3):
-        time.sleep(0.15)
-        assert jobs.renew(claim, lease_s=0.3)
+    for _ in range(3):  # well past the first lease in all, never past the latest renewal
+        clock.advance(40)
+        assert jobs.renew(claim, lease_s=60)
+    clock.advance(59)
     assert jobs.claim("w2", lease_s=30) is None
+    # Once the holder stops renewing, the lease runs out.
+    clock.advance(2)
+    taken = jobs.claim("w2", lease_s=30)
+    assert taken is not None and taken.chunk_no == claim.chunk_no
+    assert not jobs.renew(claim, lease_s=60)
 
 
-def test_a_chunk_abandoned_too_often_fails_its_job(jobs: JobStore) -> None:
+def test_a_chunk_abandoned_too_often_fails_its_job(jobs: JobStore, clock: ManualClock) -> None:
     job_id = _job(jobs, 2, chunk_size=2)
     for _ in range(3):  # max_attempts
-        assert jobs.claim("crashing", lease_s=0.01) is not None
-        time.sleep(0.05)
+        assert jobs.claim("crashing", lease_s=60) is not None
+        clock.advance(61)
     assert jobs.claim("next", lease_s=30) is None
     job = jobs.get_job(job_id)
     assert job is not None and job.state == "failed"
@@ -139,15 +167,19 @@ def test_concurrent_workers_do_each_line_exactly_once(store: Store) -> None:
     job_ids = [_job(setup, 60, chunk_size=3), _job(setup, 45, chunk_size=5)]
     did: dict[str, int] = {}
     errors: list[BaseException] = []
+    # Every worker holds a chunk before any finishes one, so the race is real on any machine.
+    all_claimed = threading.Barrier(4, timeout=30)
 
     def work(name: str) -> None:
         mine = JobStore(store)
         try:
-            while (claim := mine.claim(name, lease_s=30)) is not None:
+            claim = mine.claim(name, lease_s=30)
+            all_claimed.wait()
+            while claim is not None:
                 lines = range(claim.first_line, claim.end_line)
-                time.sleep(0.005)  # give the others a chance to claim meanwhile
                 if mine.complete(claim, _results(lines, name), processed=len(lines), errors=0):
                     did[name] = did.get(name, 0) + len(lines)
+                claim = mine.claim(name, lease_s=30)
         except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
             errors.append(exc)
 
@@ -158,7 +190,7 @@ def test_concurrent_workers_do_each_line_exactly_once(store: Store) -> None:
         thread.join()
     assert errors == []
     assert sum(did.values()) == 105
-    assert len(did) >= 2  # the work was shared
+    assert len(did) == 4 and all(did.values())  # the work was shared
     for job_id, total in zip(job_ids, (60, 45), strict=True):
         rows = setup.result_workers(job_id)
         assert [n for n, _ in rows] == list(range(total))

@@ -343,6 +343,23 @@ def _paused_before_commit(store: Store) -> tuple[threading.Event, threading.Even
     return paused, go, hold
 
 
+def _wait_until_done_or_blocked(thread: threading.Thread, store: Store) -> None:
+    """Returns once `thread` has finished or waits on a lock in the store's database: then,
+    and only then, nothing it may still do happens without another transaction's help."""
+    blocked = text(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    for _ in range(3_000):  # 30 s for a thread that does neither: a hang, reported as such
+        thread.join(timeout=0.01)
+        if not thread.is_alive():
+            return
+        with store.engine.connect() as conn:
+            if conn.execute(blocked).scalar_one():
+                return
+    pytest.fail("the second writer neither finished nor waited on a lock")
+
+
 @pytest.fixture
 def pg_store(request: pytest.FixtureRequest, _postgres_admin: Any) -> Iterator[Store]:
     """An empty store of its own on PostgreSQL (skips without PostgreSQL)."""
@@ -375,9 +392,10 @@ def test_a_reader_never_skips_a_change_that_commits_late(pg_store: Store, second
     b = threading.Thread(target=then)
     a.start()
     try:
-        assert paused.wait(10)
+        assert paused.wait(30)
         b.start()
-        b.join(timeout=1.5)  # commits at once without the ordering; waits for A with it
+        # Without the ordering B commits at once; with it, B waits for A's lock.
+        _wait_until_done_or_blocked(b, store)
         seen = [c.seq for c in store.changes_since(mark)]
         # What a reader applying the log now would remember as its last change.
         newest = store.last_change_seq()

@@ -14,6 +14,7 @@ from PIL import Image
 
 from indexers import text
 from models.profile import identity_key, parse_record
+from tests.requirements import SHARED_DATA_ABSENT
 from training import transforms as tf
 from training.pairset import (
     CLONE_KINDS,
@@ -34,7 +35,7 @@ SIZE = 400
 SHARED = default_data_dir()
 needs_shared = pytest.mark.skipif(
     not (SHARED / "profiles" / "cresci2015-users.csv").is_file(),
-    reason=f"shared data folder not found at {SHARED}",
+    reason=f"{SHARED_DATA_ABSENT}: no {SHARED / 'profiles' / 'cresci2015-users.csv'}",
 )
 
 

@@ -30,6 +30,11 @@ def test_local_mode_admits_only_a_browser_on_this_machine(
     assert (local_refusal(client) is None) is admitted
 
 
+def test_local_mode_refuses_what_a_proxy_on_this_machine_passes_on() -> None:
+    client = PageClient(address="127.0.0.1", host="localhost:8000", from_page=True, forwarded=True)
+    assert "not a proxy" in (local_refusal(client) or "")
+
+
 def test_loopback_host_names() -> None:
     assert is_loopback_host("LOCALHOST")
     assert is_loopback_host("app.localhost:3000")
