@@ -1,9 +1,10 @@
 """Reading profile records from files: JSON Lines, CSV and JSON lists.
 
 `read_records` checks up front that the file can be read at all (so the CLI can exit 2 before
-loading the model), then streams `(where, raw_record)` pairs. A line that is not JSON is not a
-reason to stop: it is yielded as `(where, InvalidRecordError)`, which the engine counts as an
-already-rejected record, so the rest of the file goes on.
+loading the model), then streams `(where, raw_record)` pairs. A record that cannot be read (not
+JSON, too large, too deep) is not a reason to stop: it is yielded as `(where,
+InvalidRecordError)`, which the engine counts as an already-rejected record, so the rest of the
+file goes on. Records are read within the same limits as the HTTP API's (`service.bounded_json`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import InvalidInputError, InvalidRecordError
+from models.profile import MAX_RECORD_DEPTH
+from service.bounded_json import (
+    DEFAULT_MAX_RECORD_BYTES,
+    JsonStream,
+    RawValue,
+    decode,
+    load_record,
+    raw_value_error,
+    record_error,
+)
+from service.scan_input import LineSplitter, ScanRecord
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CSV_SUFFIXES = (".csv",)
@@ -23,26 +35,32 @@ JSON_SUFFIXES = (".json",)
 SUPPORTED_SUFFIXES = JSONL_SUFFIXES + CSV_SUFFIXES + JSON_SUFFIXES
 
 _SNIFF_BYTES = 64 * 1024
-# A CSV cell may hold a whole bio with an embedded avatar; the default limit (128 KiB) is low.
-_CSV_FIELD_LIMIT = 64 * 1024 * 1024
+_READ_BYTES = 1024 * 1024
 
 
-def read_records(path: Path) -> Iterator[tuple[str, Any]]:
+def read_records(
+    path: Path, *, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+) -> Iterator[tuple[str, Any]]:
     """Every record of `path` as `(where, raw)`, in file order; blank lines are skipped.
 
     `where` is "line N" (1-based physical line; a CSV record's first line) or "index N" (0-based,
-    JSON lists). Raises InvalidInputError now, not on first iteration, when the file is missing,
-    a directory, of an unknown kind or not UTF-8; a decoding error further into the file raises
-    InvalidInputError during iteration.
+    JSON lists). A record that cannot be read (not JSON, not UTF-8, larger than
+    `max_record_bytes`, nested deeper than `MAX_RECORD_DEPTH`) comes as its InvalidRecordError,
+    and reading goes on; no record is held whole beyond the limit. Raises InvalidInputError now,
+    not on first iteration, when the file is missing, a directory, of an unknown kind or does
+    not start as UTF-8 (a JSON Lines file: its first line); a CSV file whose text breaks
+    further on raises it during iteration.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     _check_readable(path, suffix)
     if suffix in JSONL_SUFFIXES:
-        return _guard_decoding(path, _read_jsonl(path))
+        return _read_jsonl(path, max_record_bytes=max_record_bytes)
     if suffix in CSV_SUFFIXES:
-        return _guard_decoding(path, _read_csv(path))
-    return iter(_read_json(path))
+        return _guard_decoding(path, _read_csv(path, max_record_bytes=max_record_bytes))
+    # A JSON document is read whole now, so that one broken at its end is refused up front
+    # too; its records are held (each within the limits), as they were always.
+    return iter(list(_read_json(path, max_record_bytes=max_record_bytes)))
 
 
 def _check_readable(path: Path, suffix: str) -> None:
@@ -58,6 +76,10 @@ def _check_readable(path: Path, suffix: str) -> None:
             head = handle.read(_SNIFF_BYTES)
     except OSError as exc:
         raise InvalidInputError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    if suffix in JSONL_SUFFIXES:
+        # Its first line tells a file in another encoding; a bad line further on is that
+        # line's error, as anything else wrong with one line is.
+        head = head.split(b"\n", 1)[0]
     try:
         # Not final: the sniffed block may end inside a multi-byte character.
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
@@ -74,21 +96,27 @@ def _guard_decoding(path: Path, records: Iterator[tuple[str, Any]]) -> Iterator[
         raise InvalidInputError(f"{path}: not UTF-8 text past the start ({exc.reason})") from None
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[str, Any]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.strip()
-            if not text:
-                continue
-            where = f"line {number}"
-            try:
-                yield where, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield where, _unparsable(where, f"not valid JSON ({exc.msg} at column {exc.colno})")
+def _read_jsonl(path: Path, *, max_record_bytes: int) -> Iterator[tuple[str, Any]]:
+    splitter = LineSplitter(max_line_bytes=max_record_bytes)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_READ_BYTES), b""):
+            for line in splitter.feed(chunk):
+                yield line.label, _line_record(line)
+        for line in splitter.close():
+            yield line.label, _line_record(line)
 
 
-def _read_csv(path: Path) -> Iterator[tuple[str, Any]]:
-    csv.field_size_limit(_CSV_FIELD_LIMIT)
+def _line_record(line: ScanRecord) -> Any:
+    if line.raw is None:
+        return record_error(line.label, line.problem or "empty")
+    try:
+        return load_record(line.raw, where=line.label)
+    except InvalidRecordError as exc:
+        return exc
+
+
+def _read_csv(path: Path, *, max_record_bytes: int) -> Iterator[tuple[str, Any]]:
+    csv.field_size_limit(max_record_bytes)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
         header: list[str] | None = None
@@ -121,28 +149,59 @@ def _read_csv(path: Path) -> Iterator[tuple[str, Any]]:
             # An empty cell is a missing field, not an empty string.
             yield (
                 where,
-                {name: cell for name, cell in zip(header, row, strict=False) if name and cell},
+                {
+                    name: _typed_cell(name, cell)
+                    for name, cell in zip(header, row, strict=False)
+                    if name and cell
+                },
             )
 
 
-def _read_json(path: Path) -> list[tuple[str, Any]]:
+_COUNT_COLUMNS = frozenset({"followers_count", "following_count", "posts_count"})
+_FLAG_TEXT = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _typed_cell(name: str, cell: str) -> Any:
+    """A CSV cell (always text) as the JSON type its column has in the contract; text that is
+    no such value stays text, for the record's validation to reject by field."""
+    text = cell.strip()
+    if name in _COUNT_COLUMNS and text.isascii() and text.isdigit():
+        return int(text)
+    if name == "verified":
+        return _FLAG_TEXT.get(text.lower(), cell)
+    return cell
+
+
+def _read_json(path: Path, *, max_record_bytes: int) -> Iterator[tuple[str, Any]]:
+    with path.open("rb") as handle:
+        stream = JsonStream(iter(lambda: handle.read(_READ_BYTES), b""))
+        try:
+            first = stream.peek()
+            if first == "{":
+                yield "index 0", _element("index 0", stream, max_record_bytes)
+                stream.end()
+                return
+            if first != "[":
+                raise InvalidInputError("a .json file must hold a profile object or a list of them")
+            limits = {"max_bytes": max_record_bytes, "max_depth": MAX_RECORD_DEPTH}
+            for index, value in enumerate(stream.array(**limits)):
+                yield f"index {index}", _decoded(f"index {index}", value)
+            stream.end()
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{path}: {exc.message}") from None
+
+
+def _element(where: str, stream: JsonStream, max_record_bytes: int) -> Any:
+    return _decoded(where, stream.raw_value(max_bytes=max_record_bytes, max_depth=MAX_RECORD_DEPTH))
+
+
+def _decoded(where: str, value: RawValue) -> Any:
+    if value.problem or value.text is None:
+        return raw_value_error(where, value)
     try:
-        with path.open(encoding="utf-8-sig") as handle:
-            data = json.load(handle)
-    except UnicodeDecodeError as exc:
-        raise InvalidInputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        return decode(value.text)
     except json.JSONDecodeError as exc:
-        raise InvalidInputError(
-            f"{path}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-    if isinstance(data, dict):
-        return [("index 0", data)]
-    if isinstance(data, list):
-        return [(f"index {i}", item) for i, item in enumerate(data)]
-    raise InvalidInputError(
-        f"{path}: a .json file must hold a profile object or a list of them, "
-        f"got {type(data).__name__}"
-    )
+        return record_error(where, f"not valid JSON ({exc.msg} at column {exc.colno})")
 
 
 def _unparsable(where: str, reason: str) -> InvalidRecordError:

@@ -186,11 +186,15 @@ def _lines(file: Path) -> Iterator[str]:
                 yield _with_inline_avatar(line.rstrip("\r\n"), base_dir)
         return
     for _, raw in read_records(file):
-        if isinstance(raw, BaseException):
+        try:
+            text = None if isinstance(raw, BaseException) else json.dumps(raw, ensure_ascii=False)
+        except (TypeError, ValueError):  # a number the reader left unconverted
+            text = None
+        if text is None:
             # Unreadable where it stands: sent as a record the server rejects, in its place.
             yield json.dumps(str(raw))
         else:
-            yield _with_inline_avatar(json.dumps(raw, ensure_ascii=False), base_dir)
+            yield _with_inline_avatar(text, base_dir)
 
 
 def _with_inline_avatar(line: str, base_dir: Path) -> str:
@@ -199,7 +203,7 @@ def _with_inline_avatar(line: str, base_dir: Path) -> str:
         return line
     try:
         record = json.loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or beyond what it decodes: sent as is
         return line
     if not isinstance(record, dict) or not isinstance(record.get("avatar_path"), str):
         return line

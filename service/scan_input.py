@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from models.errors import InvalidInputError
+from models.profile import MAX_RECORD_DEPTH
+from service.bounded_json import DEFAULT_MAX_RECORD_BYTES, JsonStream, RawValue
 
 JSONL_MEDIA_TYPES = frozenset(
     {
@@ -32,7 +34,6 @@ MULTIPART_MEDIA_TYPE = "multipart/form-data"
 FILE_FIELD = "file"
 # Form fields other than the file are options: a few bytes each.
 _MAX_FORM_FIELD_BYTES = 1024
-_WHITESPACE = " \t\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,38 +126,49 @@ def read_jsonl(
     yield from splitter.close()
 
 
-def read_json(chunks: Iterable[bytes], body: ScanBody) -> Iterator[ScanRecord]:
+def read_json(
+    chunks: Iterable[bytes],
+    body: ScanBody,
+    *,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+) -> Iterator[ScanRecord]:
     """The records of a JSON body: a bare list of profiles, or an object whose `profiles`
     list holds them and whose other members are options (they land in `body.options`).
 
     The list is read element by element as the body arrives; each element's own JSON text is
-    kept as its record. Raises InvalidInputError when the body is not that shape.
+    kept as its record, or, when it is larger than `max_record_bytes` or nested deeper than
+    `MAX_RECORD_DEPTH`, the reason instead (that element alone is skipped, in time that grows
+    with its size, and never held whole). Raises InvalidInputError when the body is not that
+    shape.
     """
-    reader = _JsonStream(chunks)
+    reader = JsonStream(chunks)
+    limits = {"max_bytes": max_record_bytes, "max_depth": MAX_RECORD_DEPTH}
     first = reader.peek()
     if first == "[":
-        yield from reader.array("index")
+        yield from _records(reader.array(**limits))
     elif first == "{":
         reader.expect("{")
-        if reader.peek() == "}":
-            reader.expect("}")
-        else:
+        seen_profiles = False
+        if reader.peek() != "}":
             while True:
-                key = reader.value()
+                key = reader.value(**limits)
                 if not isinstance(key, str):
                     raise InvalidInputError("the request body is not valid JSON: expected a key")
                 reader.expect(":")
                 if key == "profiles":
                     if reader.peek() != "[":
                         raise InvalidInputError("field 'profiles': must be a list of profiles")
-                    yield from reader.array("index")
+                    seen_profiles = True
+                    yield from _records(reader.array(**limits))
                 else:
-                    body.options[key] = reader.value()
+                    body.options[key] = reader.value(**limits)
                 if reader.peek() == ",":
                     reader.expect(",")
                     continue
-                reader.expect("}")
                 break
+        reader.expect("}")
+        if not seen_profiles:
+            raise InvalidInputError("the body has no 'profiles' list")
     else:
         raise InvalidInputError(
             "the body must be a list of profiles or an object with a 'profiles' list"
@@ -164,110 +176,13 @@ def read_json(chunks: Iterable[bytes], body: ScanBody) -> Iterator[ScanRecord]:
     reader.end()
 
 
-class _JsonStream:
-    """Just enough of an incremental JSON reader to walk one top-level array or object.
-
-    Values are decoded by `json.JSONDecoder.raw_decode` (C speed) on a text buffer that grows
-    as chunks arrive; a value that runs off the end of the buffer is retried once the buffer
-    has doubled, so a large element costs O(its size), not O(size squared).
-    """
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._chunks = iter(chunks)
-        self._decoder = codecs.getincrementaldecoder("utf-8")()
-        self._text = ""
-        self._pos = 0
-        self._eof = False
-        self._json = json.JSONDecoder()
-        self._started = False
-
-    def _more(self) -> bool:
-        if self._eof:
-            return False
-        if self._pos > 1 << 20 and self._pos > len(self._text) // 2:
-            self._text, self._pos = self._text[self._pos :], 0
-        for chunk in self._chunks:
-            if not chunk:
-                continue
-            try:
-                decoded = self._decoder.decode(chunk)
-            except UnicodeDecodeError as exc:
-                raise InvalidInputError(
-                    f"the request body is not UTF-8 text ({exc.reason})"
-                ) from None
-            if not self._started:
-                decoded = decoded.lstrip("\ufeff")
-                self._started = True
-            if decoded:
-                self._text += decoded
-                return True
-        self._eof = True
-        return False
-
-    def peek(self) -> str:
-        """The next non-blank character ("" at the end of the body)."""
-        while True:
-            while self._pos < len(self._text) and self._text[self._pos] in _WHITESPACE:
-                self._pos += 1
-            if self._pos < len(self._text):
-                return self._text[self._pos]
-            if not self._more():
-                return ""
-
-    def expect(self, char: str) -> None:
-        found = self.peek()
-        if found != char:
-            shown = repr(found) if found else "the end of the body"
-            raise InvalidInputError(
-                f"the request body is not valid JSON: expected {char!r}, found {shown}"
-            )
-        self._pos += 1
-
-    def _raw_value(self) -> tuple[Any, str]:
-        if not self.peek():
-            raise InvalidInputError("the request body is not valid JSON: it ends too early")
-        need = 0
-        while True:
-            available = len(self._text) - self._pos
-            if available >= need or self._eof:
-                try:
-                    value, end = self._json.raw_decode(self._text, self._pos)
-                except json.JSONDecodeError as exc:
-                    if self._eof:
-                        raise InvalidInputError(
-                            f"the request body is not valid JSON ({exc.msg})"
-                        ) from None
-                else:
-                    # A value that touches the end of the buffer (a number) may go on.
-                    if end < len(self._text) or self._eof:
-                        raw = self._text[self._pos : end]
-                        self._pos = end
-                        return value, raw
-                need = 2 * available + 1
-            self._more()
-
-    def value(self) -> Any:
-        return self._raw_value()[0]
-
-    def array(self, label: str) -> Iterator[ScanRecord]:
-        self.expect("[")
-        if self.peek() == "]":
-            self.expect("]")
-            return
-        index = 0
-        while True:
-            _, raw = self._raw_value()
-            yield ScanRecord(f"{label} {index}", raw)
-            index += 1
-            if self.peek() == ",":
-                self.expect(",")
-                continue
-            self.expect("]")
-            return
-
-    def end(self) -> None:
-        if self.peek():
-            raise InvalidInputError("the request body is not valid JSON: extra data after it")
+def _records(values: Iterable[RawValue]) -> Iterator[ScanRecord]:
+    # A value kept but too deep is stored as sent: the worker decodes it the way it decodes
+    # a line, and reports the field it nests too deep under.
+    for index, value in enumerate(values):
+        yield ScanRecord(
+            f"index {index}", value.text, None if value.text is not None else value.problem
+        )
 
 
 def read_multipart(
@@ -311,7 +226,9 @@ def read_multipart(
             state["fields"][name] = value
 
     def on_part_end() -> None:
+        nonlocal seen_file
         if state["name"] == FILE_FIELD:
+            seen_file = True  # an empty file too: a scan of nothing
             ready.extend(splitter.close())
 
     parser = MultipartParser(
@@ -342,7 +259,17 @@ def read_multipart(
     if not seen_file:
         raise InvalidInputError(f"the form has no '{FILE_FIELD}' field with a JSON Lines file")
     for name, value in state["fields"].items():
-        body.options[name] = value.decode("utf-8", "replace")
+        body.options[name] = _form_value(value.decode("utf-8", "replace"))
+
+
+def _form_value(text: str) -> Any:
+    """A form field (always text) as the JSON scalar it spells (`5`, `0.5`, `true`, `null`),
+    else the text itself, so that options are typed alike however they are sent."""
+    try:
+        value = json.loads(text)
+    except ValueError:  # not JSON, or an integer too long to convert
+        return text
+    return value if value is None or isinstance(value, bool | int | float) else text
 
 
 def multipart_boundary(content_type: str) -> bytes:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,6 +22,7 @@ from models.errors import (
     PermissionDeniedError,
     UnsupportedMediaTypeError,
 )
+from models.profile import JSON_INTEGER
 from service.auth import Caller
 from service.scan_input import (
     JSON_MEDIA_TYPES,
@@ -35,10 +36,12 @@ from service.scan_input import (
     read_multipart,
 )
 from service.settings import Settings
-from service.store import InputLine, JobRow, JobStore, Store
+from service.store import InputLine, JobRow, JobStore, ResultLine, Store
 
 logger = logging.getLogger(__name__)
 
+# Input and result line numbers are stored as 64-bit signed integers.
+MAX_LINE_NO = 2**63 - 1
 INPUT_BATCH = 2_000  # input records stored per transaction while an upload streams in
 RESULTS_PAGE = 1_000  # result lines read per query while results stream out
 ABANDONED_UPLOAD_AGE = timedelta(hours=6)
@@ -50,10 +53,11 @@ PublicState = Literal["queued", "running", "done", "failed", "cancelled"]
 class ScanOptions(BaseModel):
     """A scan's options (interface.md section 2 for `top_k` and `min_score`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: the options' JSON types only (a form's text fields are typed by their reader).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     mode: ScanMode = "against_index"
-    top_k: int = Field(default=10, ge=1, le=100)
+    top_k: Annotated[int, Field(ge=1, le=100), JSON_INTEGER] = 10
     min_score: float | None = Field(default=None, ge=0.0, le=1.0)
     ingest: bool = False
 
@@ -144,9 +148,9 @@ class ScanService:
 
     def _reader(self, upload: ScanUpload, body: ScanBody) -> Iterator[ScanRecord]:
         media_type = upload.content_type.split(";", 1)[0].strip().lower()
-        limit = self._settings.max_scan_record_bytes
+        limit = self._settings.max_record_bytes
         if media_type in JSON_MEDIA_TYPES or not media_type:
-            return read_json(upload.chunks, body)
+            return read_json(upload.chunks, body, max_record_bytes=limit)
         if media_type in JSONL_MEDIA_TYPES:
             return read_jsonl(upload.chunks, body, max_line_bytes=limit)
         if media_type == MULTIPART_MEDIA_TYPE:
@@ -167,14 +171,17 @@ class ScanService:
         so far that follows on without a gap (a running job's later lines come in a later
         request, from the offset the client got to)."""
         self._visible(job_id, caller)  # before streaming starts, so a 404 is a real answer
-        if offset < 0:
-            raise InvalidInputError("offset must be 0 or more")
-        return self._result_lines(job_id, offset)
+        if not 0 <= offset <= MAX_LINE_NO:
+            raise InvalidInputError(f"offset must be between 0 and {MAX_LINE_NO}")
+        # The first page too is read before the answer starts: once the status is sent, a
+        # failure could only break the body.
+        first = self.jobs.results(job_id, offset=offset, limit=RESULTS_PAGE)
+        return self._result_lines(job_id, offset, first)
 
-    def _result_lines(self, job_id: str, offset: int) -> Iterator[bytes]:
+    def _result_lines(self, job_id: str, offset: int, first: list[ResultLine]) -> Iterator[bytes]:
         expected = offset
+        page = first
         while True:
-            page = self.jobs.results(job_id, offset=expected, limit=RESULTS_PAGE)
             lines = []
             for line in page:
                 if line.line_no != expected:
@@ -185,6 +192,7 @@ class ScanService:
                 yield ("\n".join(lines) + "\n").encode("utf-8")
             if len(lines) < RESULTS_PAGE:
                 return
+            page = self.jobs.results(job_id, offset=expected, limit=RESULTS_PAGE)
 
     def cancel(self, job_id: str, *, caller: Caller) -> ScanStatus:
         """Cancel a queued or running job: workers take no more of its chunks (results done
@@ -211,8 +219,13 @@ def _looks_like_id(job_id: str) -> bool:
 
 
 def _options(from_body: dict[str, Any], from_query: dict[str, Any]) -> ScanOptions:
+    # An option given as null (JSON null, a form's "null") is an option not given.
+    from_body = {k: v for k, v in from_body.items() if v is not None}
     merged = {**from_body, **{k: v for k, v in from_query.items() if v is not None}}
     try:
+        # The body's options must hold on their own: a bad one is refused, not hidden by
+        # the query parameter that wins over it.
+        ScanOptions.model_validate(from_body)
         return ScanOptions.model_validate(merged)
     except ValidationError as exc:
         details = [

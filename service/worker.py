@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import Any
 
 from models.errors import CloneFinderError, InvalidRecordError
+from service.bounded_json import load_record, record_error
 from service.clusters import find_clusters
-from service.engine import Engine, scan_error_record
+from service.engine import Engine, RecordOutcome, scan_error_record
 from service.settings import Settings
 from service.store import ChunkClaim, InputLine, JobStore, ResultLine
 
@@ -187,12 +188,27 @@ class ScanWorker:
         wanted = [(i, item) for i, item in enumerate(items) if isinstance(item[1], dict)]
         if not wanted:
             return
-        report = self.engine.ingest([item for _, item in wanted])
-        for (i, _), outcome in zip(wanted, report.outcomes, strict=True):
+        try:
+            outcomes = self.engine.ingest([item for _, item in wanted]).outcomes
+        except Exception:
+            # As for checks: a record that breaks the batch in a way no rejection should (a
+            # bug) must not fail the job, so the batch is redone record by record.
+            logger.exception("scan ingest failed for a batch; ingesting its records one by one")
+            outcomes = [self._ingest_one(item) for _, item in wanted]
+        for (i, _), outcome in zip(wanted, outcomes, strict=True):
             entry: dict[str, Any] = {"status": outcome.status}
             if outcome.error:
                 entry["error"] = outcome.error
             records[i]["ingest"] = entry
+
+    def _ingest_one(self, item: tuple[str, Any]) -> RecordOutcome:
+        try:
+            return self.engine.ingest([item]).outcomes[0]
+        except Exception:
+            logger.exception("scan record %s could not be ingested", item[0])
+            message = f"{item[0]}: this record could not be stored"
+            error = {"code": "internal", "message": message, "field": None}
+            return RecordOutcome(item[0], "rejected", None, None, error)
 
     def _clusters(
         self, claim: ChunkClaim, lines: list[InputLine], check: Callable[[], None]
@@ -246,21 +262,14 @@ class _Heartbeat:
 
 
 def _raw_record(line: InputLine) -> Any:
-    """The record of an input line, or the error that says why it cannot be read."""
+    """The record of an input line, or the error that says why it cannot be read (not JSON,
+    nested too deep: read within the same limits as the upload was)."""
     if line.problem is not None or line.raw is None:
-        reason = line.problem or "empty"
-        return InvalidRecordError(
-            f"{line.label}: {reason}",
-            details=[{"where": line.label, "field": None, "message": reason}],
-        )
+        return record_error(line.label, line.problem or "empty")
     try:
-        return json.loads(line.raw)
-    except json.JSONDecodeError as exc:
-        reason = f"not valid JSON ({exc.msg} at column {exc.colno})"
-        return InvalidRecordError(
-            f"{line.label}: {reason}",
-            details=[{"where": line.label, "field": None, "message": reason}],
-        )
+        return load_record(line.raw, where=line.label)
+    except InvalidRecordError as exc:
+        return exc
 
 
 def _dumps(record: dict[str, Any]) -> str:

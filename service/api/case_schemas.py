@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.profile import HANDLE_SCHEMA_PATTERN, JSON_INTEGER, PLATFORM_SCHEMA_PATTERN
 from models.result import Label
 from service.cases import (
     MAX_NOTES_CHARS,
@@ -23,10 +24,16 @@ FormatName = Literal["json", "csv", "pdf", "bundle"]
 
 
 class AccountIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Strict, here and in every request model below: JSON's own types only (`false` is no
+    # line number, `"1"` no count), as the document states them.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    platform: str = Field(max_length=64, description="lower-case slug: twitter, instagram, ...")
-    handle: str = Field(max_length=256, description="the username, without a leading @")
+    platform: str = Field(
+        pattern=PLATFORM_SCHEMA_PATTERN, description="lower-case slug: twitter, instagram, ..."
+    )
+    handle: str = Field(
+        pattern=HANDLE_SCHEMA_PATTERN, description="the username, without a leading @"
+    )
 
 
 class CaseIn(BaseModel):
@@ -34,6 +41,7 @@ class CaseIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {
@@ -50,8 +58,19 @@ class CaseIn(BaseModel):
     notes: str | None = Field(default=None, max_length=MAX_NOTES_CHARS)
 
 
+def _one_of_given(*names: str) -> dict[str, Any]:
+    """Schema: at least one of `names` is given, and not null (else there is nothing to do)."""
+    return {
+        "anyOf": [
+            {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names
+        ]
+    }
+
+
 class CaseUpdateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra=_one_of_given("title", "notes", "status")
+    )
 
     title: str | None = Field(default=None, min_length=1, max_length=MAX_TITLE_CHARS)
     notes: str | None = Field(default=None, max_length=MAX_NOTES_CHARS)
@@ -59,10 +78,46 @@ class CaseUpdateIn(BaseModel):
 
 
 class ItemUpdateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", strict=True, json_schema_extra=_one_of_given("notes", "status")
+    )
 
     notes: str | None = Field(default=None, max_length=MAX_NOTES_CHARS)
     status: StatusName | None = None
+
+
+_NULL: dict[str, Any] = {"type": "null"}
+
+
+def _one_way_to_add() -> dict[str, Any]:
+    """Schema: exactly one of the three ways to name what to add (the others absent)."""
+    no_account = {"platform": _NULL, "handle": _NULL}
+    return {
+        "oneOf": [
+            {
+                "required": ["platform", "handle"],
+                "properties": {
+                    "platform": {"type": "string"},
+                    "handle": {"type": "string"},
+                    "from_check": {"const": False},
+                    "scan_id": _NULL,
+                },
+            },
+            {
+                "required": ["from_check"],
+                "properties": {"from_check": {"const": True}, "scan_id": _NULL, **no_account},
+            },
+            {
+                "required": ["scan_id", "line"],
+                "properties": {
+                    "scan_id": {"type": "string"},
+                    "line": {"type": "integer"},
+                    "from_check": {"const": False},
+                    **no_account,
+                },
+            },
+        ]
+    }
 
 
 class ItemsIn(BaseModel):
@@ -73,22 +128,24 @@ class ItemsIn(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
+        strict=True,
         json_schema_extra={
             "examples": [
                 {"platform": "twitter", "handle": "jane_d0e"},
                 {"from_check": True, "min_score": 0.8},
                 {"scan_id": "3f2a...", "line": 17},
-            ]
+            ],
+            **_one_way_to_add(),
         },
     )
 
-    platform: str | None = Field(default=None, max_length=64)
-    handle: str | None = Field(default=None, max_length=256)
+    platform: str | None = Field(default=None, pattern=PLATFORM_SCHEMA_PATTERN)
+    handle: str | None = Field(default=None, pattern=HANDLE_SCHEMA_PATTERN)
     from_check: bool = False
-    top_k: int = Field(default=10, ge=1, le=100)
+    top_k: Annotated[int, Field(ge=1, le=100), JSON_INTEGER] = 10
     min_score: float | None = Field(default=None, ge=0.0, le=1.0)
     scan_id: str | None = Field(default=None, max_length=64)
-    line: int | None = Field(default=None, ge=0, le=2**62)
+    line: Annotated[int, Field(ge=0, le=2**62), JSON_INTEGER] | None = None
 
 
 class CaseOut(BaseModel):

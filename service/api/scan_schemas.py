@@ -41,23 +41,29 @@ class ScanRequestIn(BaseModel):
     )
 
     profiles: list[ProfileIn]
-    mode: Literal["against_index", "clusters"] = Field(
-        default="against_index",
-        description="against_index: each profile checked against the index; clusters: groups "
-        "of accounts (in the upload and the index) that are copies of one identity",
+    # An option sent as null is an option not sent: its default (or the query parameter).
+    mode: Literal["against_index", "clusters"] | None = Field(
+        default=None,
+        description="against_index (the default): each profile checked against the index; "
+        "clusters: groups of accounts (in the upload and the index) that are copies of one "
+        "identity",
     )
-    top_k: int = Field(default=10, ge=1, le=100, description="most matches per profile")
+    top_k: int | None = Field(
+        default=None, ge=1, le=100, description="most matches per profile (default 10)"
+    )
     min_score: float | None = Field(
         default=None, ge=0.0, le=1.0, description="least score reported (default: possible_clone)"
     )
-    ingest: bool = Field(
-        default=False,
+    ingest: bool | None = Field(
+        default=None,
         description="also ingest the scanned profiles (needs the profiles.write permission)",
     )
 
 
 class ScanFormIn(BaseModel):
     """A scan as a form upload: the JSON Lines file, and the options as fields."""
+
+    model_config = ConfigDict(extra="forbid")
 
     file: bytes = Field(
         json_schema_extra={"format": "binary"}, description="JSON Lines, one profile a line"
@@ -114,8 +120,8 @@ def scan_request_body() -> dict[str, Any]:
             "application/json": {
                 "schema": {
                     "anyOf": [
-                        _inlined(ScanRequestIn.model_json_schema()),
-                        {"type": "array", "items": _inlined(ProfileIn.model_json_schema())},
+                        _any_records(_inlined(ScanRequestIn.model_json_schema())),
+                        {"type": "array", "items": any_record(ProfileIn)},
                     ]
                 }
             },
@@ -129,6 +135,21 @@ def scan_request_body() -> dict[str, Any]:
             "multipart/form-data": {"schema": _inlined(ScanFormIn.model_json_schema())},
         },
     }
+
+
+def any_record(model: type[BaseModel]) -> dict[str, Any]:
+    """An element of a list of records: shown as `model`, but any value is taken, since a
+    record that breaks the schema is no error of the request (its result says where and
+    why, the rest of the list goes on)."""
+    return {
+        "anyOf": [_inlined(model.model_json_schema()), {}],
+        "description": "a profile record; any other value is rejected alone, in its result",
+    }
+
+
+def _any_records(request: dict[str, Any]) -> dict[str, Any]:
+    request["properties"]["profiles"] = {"type": "array", "items": any_record(ProfileIn)}
+    return request
 
 
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.profile import StoredProfile
+from models.profile import (
+    EARLIEST_TIME,
+    HANDLE_SCHEMA_PATTERN,
+    LATEST_TIME,
+    MAX_COUNT,
+    MAX_TEXT_LENGTH,
+    PLATFORM_SCHEMA_PATTERN,
+    StoredProfile,
+)
 from models.result import Result
 
 
@@ -27,7 +35,7 @@ class ProfileIn(BaseModel):
                     "handle": "janedoe",
                     "display_name": "Jane Doe",
                     "bio": "Painter in Lisbon.",
-                    "avatar_url": "https://example.com/jane.jpg",
+                    "avatar_url": "https://images.example.test/jane.jpg",
                     "created_at": "2015-03-01T12:00:00Z",
                     "followers_count": 1200,
                     "verified": False,
@@ -36,24 +44,57 @@ class ProfileIn(BaseModel):
         },
     )
 
-    platform: str = Field(description="lower-case slug: twitter, instagram, linkedin, ...")
-    handle: str = Field(description="the username, without a leading @")
-    display_name: str | None = None
-    bio: str | None = None
-    avatar_path: str | None = Field(default=None, description="a local image file (server side)")
+    platform: str = Field(
+        pattern=PLATFORM_SCHEMA_PATTERN,
+        description="lower-case slug: twitter, instagram, linkedin, ...",
+    )
+    handle: str = Field(
+        pattern=HANDLE_SCHEMA_PATTERN, description="the username, without a leading @"
+    )
+    display_name: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH)
+    bio: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH)
+    avatar_path: None = Field(
+        default=None,
+        description="refused over HTTP: a server reads no local file (`clonefinder ingest` "
+        "reads it, relative to the file that names it)",
+    )
     avatar_url: str | None = Field(default=None, description="an http(s) image address")
     avatar_base64: str | None = Field(
         default=None, description="image bytes, base64; a data:image/...;base64, prefix is allowed"
     )
     id: str | None = Field(default=None, description="the platform's own account id")
-    created_at: datetime | None = None
-    followers_count: int | None = Field(default=None, ge=0)
-    following_count: int | None = Field(default=None, ge=0)
-    posts_count: int | None = Field(default=None, ge=0)
+    created_at: datetime | None = Field(
+        default=None,
+        description=f"ISO 8601; between {EARLIEST_TIME.date()} and {LATEST_TIME.date()} in UTC",
+    )
+    followers_count: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    following_count: int | None = Field(default=None, ge=0, le=MAX_COUNT)
+    posts_count: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     verified: bool | None = None
-    location: str | None = None
-    url: str | None = None
-    profile_url: str | None = None
+    location: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH)
+    url: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH)
+    profile_url: str | None = Field(default=None, max_length=MAX_TEXT_LENGTH)
+
+
+def _given(name: str) -> dict[str, Any]:
+    # Blank text counts as missing, as the record's validation reads it.
+    return {"required": [name], "properties": {name: {"type": "string", "pattern": r"\S"}}}
+
+
+# What a check (or a watched identity) needs: a name, a bio or an avatar to compare, or the
+# platform and handle of a stored profile to complete it from (404 when none is stored).
+SOMETHING_TO_LOOK_FOR: dict[str, Any] = {
+    "anyOf": [
+        _given("display_name"),
+        _given("bio"),
+        _given("avatar_url"),
+        _given("avatar_base64"),
+        {
+            "required": ["platform", "handle"],
+            "properties": {"platform": {"type": "string"}, "handle": {"type": "string"}},
+        },
+    ]
+}
 
 
 class CheckIn(ProfileIn):
@@ -62,12 +103,13 @@ class CheckIn(ProfileIn):
     model_config = ConfigDict(
         extra="allow",
         json_schema_extra={
-            "examples": [{"platform": "twitter", "handle": "janedoe", "display_name": "Jane Doe"}]
+            "examples": [{"platform": "twitter", "handle": "janedoe", "display_name": "Jane Doe"}],
+            **SOMETHING_TO_LOOK_FOR,
         },
     )
 
-    platform: str | None = None  # type: ignore[assignment]
-    handle: str | None = None  # type: ignore[assignment]
+    platform: str | None = Field(default=None, pattern=PLATFORM_SCHEMA_PATTERN)  # type: ignore[assignment]
+    handle: str | None = Field(default=None, pattern=HANDLE_SCHEMA_PATTERN)  # type: ignore[assignment]
     top_k: int | None = Field(default=None, ge=1, le=100, description="most matches returned")
     min_score: float | None = Field(
         default=None, ge=0.0, le=1.0, description="least score reported (default: possible_clone)"
@@ -128,6 +170,11 @@ class ErrorOut(BaseModel):
 
     error: ErrorBodyOut
 
+
+# A check that names a stored profile by platform and handle, with nothing else to compare.
+CHECK_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "the named profile is not stored"}
+}
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorOut, "description": "the request breaks the contract"},

@@ -7,10 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from models.profile import HANDLE_SCHEMA_PATTERN, PLATFORM_SCHEMA_PATTERN
 from models.result import Label, Side
-from service.api.schemas import ProfileIn
+from models.scoring import ScoringModel
+from service.api.schemas import SOMETHING_TO_LOOK_FOR, ProfileIn
 from service.store.watchlist import AlertRow, DeliveryRow, EntryRow
 from service.watchlist import AlertPage, Registered, alert_document, entry_document
+from service.webhooks import MAX_URL_LENGTH
 
 
 class IdentityIn(ProfileIn):
@@ -19,11 +22,49 @@ class IdentityIn(ProfileIn):
 
     model_config = ConfigDict(
         extra="allow",
-        json_schema_extra={"examples": [{"platform": "twitter", "handle": "janedoe"}]},
+        json_schema_extra={
+            "examples": [{"platform": "twitter", "handle": "janedoe"}],
+            **SOMETHING_TO_LOOK_FOR,
+        },
     )
 
-    platform: str | None = None  # type: ignore[assignment]
-    handle: str | None = None  # type: ignore[assignment]
+    platform: str | None = Field(default=None, pattern=PLATFORM_SCHEMA_PATTERN)  # type: ignore[assignment]
+    handle: str | None = Field(default=None, pattern=HANDLE_SCHEMA_PATTERN)  # type: ignore[assignment]
+
+
+def _identity_inside_or_at_top(schema: dict[str, Any]) -> None:
+    """The body's two shapes, as the document shows them: the identity under `identity`, the
+    options beside it and nothing else; or the identity's own fields at the top level."""
+    properties = schema["properties"]
+    options = {name: properties[name] for name in ("threshold", "webhook_url")}
+    # The reference pydantic made for IdentityIn (it tracks its own), without the null.
+    identity = next(dict(part) for part in properties["identity"]["anyOf"] if "$ref" in part)
+    schema["examples"] = [
+        {
+            "identity": {"platform": "twitter", "handle": "janedoe"},
+            "threshold": 0.8,
+            "webhook_url": "https://hooks.example.test/clonefinder",
+        },
+        {
+            "display_name": "Jane Doe",
+            "bio": "Marine biologist in Lisbon.",
+            "avatar_url": "https://images.example.test/jane.jpg",
+        },
+    ]
+    schema["anyOf"] = [
+        {
+            "type": "object",
+            "required": ["identity"],
+            "properties": {"identity": identity, **options},
+            "additionalProperties": False,
+        },
+        {
+            "allOf": [
+                identity,
+                {"properties": {"identity": {"type": "null"}, **options}},
+            ]
+        },
+    ]
 
 
 class WatchlistIn(BaseModel):
@@ -32,31 +73,26 @@ class WatchlistIn(BaseModel):
 
     model_config = ConfigDict(
         extra="allow",
-        json_schema_extra={
-            "examples": [
-                {
-                    "identity": {"platform": "twitter", "handle": "janedoe"},
-                    "threshold": 0.8,
-                    "webhook_url": "https://hooks.example.com/clonefinder",
-                },
-                {
-                    "display_name": "Jane Doe",
-                    "bio": "Marine biologist in Lisbon.",
-                    "avatar_url": "https://example.com/jane.jpg",
-                },
-            ]
-        },
+        json_schema_extra=lambda schema, _: _identity_inside_or_at_top(schema),
     )
 
     identity: IdentityIn | None = None
     threshold: float | None = Field(
         default=None,
+        # The shipped scoring model's possible_clone threshold, which the service enforces.
+        ge=ScoringModel.load().thresholds.possible_clone,
         le=1.0,
         description="least score that alerts (default: the likely_clone threshold; at least "
         "the possible_clone threshold)",
     )
     webhook_url: str | None = Field(
-        default=None, description="an http(s) address that receives each alert, signed"
+        default=None,
+        # What the service takes (service.webhooks.check_webhook_url), less what a pattern
+        # cannot say: a literal private address is refused too.
+        # (empty: no webhook).
+        pattern=r"^$|^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.\-]+(?::[0-9]{1,4})?(?:[/?#][!-~]*)?$",
+        max_length=MAX_URL_LENGTH,
+        description="an http(s) address that receives each alert, signed",
     )
 
 

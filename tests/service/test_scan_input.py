@@ -6,6 +6,8 @@ import json
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.errors import InvalidInputError
 from service.scan_input import ScanBody, ScanRecord, read_json, read_jsonl, read_multipart
@@ -99,7 +101,8 @@ def test_a_multipart_form_streams_its_file_and_keeps_its_fields(size: int) -> No
         ScanRecord("line 1", '{"handle": "a"}'),
         ScanRecord("line 3", '{"handle": "b"}'),
     ]
-    assert body.options == {"mode": "clusters", "top_k": "3"}
+    # A form's text is typed as the JSON scalar it spells, as a JSON body's options are.
+    assert body.options == {"mode": "clusters", "top_k": 3}
 
 
 def test_a_form_without_the_file_is_refused() -> None:
@@ -107,3 +110,40 @@ def test_a_form_without_the_file_is_refused() -> None:
     data = b'--xyz\r\nContent-Disposition: form-data; name="mode"\r\n\r\nclusters\r\n--xyz--\r\n'
     with pytest.raises(InvalidInputError, match="'file'"):
         list(read_multipart(pieces(data, 10), ScanBody(), boundary=boundary, max_line_bytes=99))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None)
+@given(elements=st.lists(json_values, max_size=6), size=st.integers(min_value=1, max_value=40))
+def test_a_json_list_is_cut_into_its_elements_at_any_chunking(
+    elements: list[object], size: int
+) -> None:
+    # Strings with brackets, quotes and escapes in them, cut at every possible place.
+    body = json.dumps(elements, ensure_ascii=size % 2 == 0).encode()
+    records = list(read_json(pieces(body, size), ScanBody(), max_record_bytes=1 << 20))
+    assert [json.loads(r.raw or "") for r in records] == elements
+
+
+def test_an_element_over_the_record_limit_is_skipped_alone_and_never_held() -> None:
+    huge = {"handle": "big", "bio": "x" * 3_000_000, "tags": [[]] * 200_000}
+    body = json.dumps([{"handle": "a"}, huge, {"handle": "b"}]).encode()
+    records = list(read_json(pieces(body, 64 * 1024), ScanBody(), max_record_bytes=10_000))
+    assert [r.label for r in records] == ["index 0", "index 1", "index 2"]
+    assert records[1].raw is None and "larger than the record limit" in (records[1].problem or "")
+    assert [records[0].raw, records[2].raw] == ['{"handle": "a"}', '{"handle": "b"}']
+
+
+@pytest.mark.parametrize("size", [1, 3, 4096])
+def test_an_element_nested_too_deep_is_kept_for_the_worker_to_report(size: int) -> None:
+    deep = '{"handle": "d", "nested": ' + "[" * 5000 + "]" * 5000 + "}"
+    body = f'[{deep}, {{"handle": "e", "bio": "[[[[ in a string ]]]"}}]'.encode()
+    records = list(read_json(pieces(body, size), ScanBody(), max_record_bytes=1 << 20))
+    assert [r.raw for r in records] == [deep, '{"handle": "e", "bio": "[[[[ in a string ]]]"}']

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Response
 
 from service.api.auth import require
 from service.api.deps import EngineDep, ProfileBatchDep
+from service.api.scan_schemas import any_record
 from service.api.schemas import (
     ERROR_RESPONSES,
     ErrorOut,
@@ -44,9 +45,15 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
             "content": {
                 "application/json": {
                     "schema": {
+                        # Wider than a record: each element is validated on its own, and one
+                        # that breaks the record's schema is `rejected` in `results` (with
+                        # its index and field) while the others are kept.
                         "anyOf": [
-                            _PROFILE_SCHEMA,
-                            {"type": "array", "items": _PROFILE_SCHEMA},
+                            {
+                                "anyOf": [_PROFILE_SCHEMA, {"type": "object"}],
+                                "description": "one profile record",
+                            },
+                            {"type": "array", "items": any_record(ProfileIn)},
                         ]
                     }
                 }
