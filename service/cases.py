@@ -22,7 +22,7 @@ from indexers import avatar as avatar_hashing
 from models.errors import InvalidInputError, NotFoundError
 from models.profile import identity_key, parse_query
 from models.result import Match
-from service.auth import Caller
+from service.auth import FULL_ACCESS, Caller, ProfileAccess
 from service.evidence import EvidenceExporter, Export, ExportFormat, ExportInfo
 from service.evidence.exports import CaptureView, EvidenceItem, EvidenceSet, capture_digest
 from service.features import side_of_row
@@ -150,13 +150,14 @@ class Cases:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self.store = CaseStore(engine.store)
-        self.audit = AuditStore(engine.store)
-        self._jobs = JobStore(engine.store)
         settings = engine.settings
         self.exporter = EvidenceExporter(
             key_file=settings.resolved_evidence_key_file, font_dirs=settings.pdf_font_dirs
         )
+        # The key that signs bundles signs the audit log too: one key to publish and keep.
+        self.store = CaseStore(engine.store, signer=self.exporter.signer)
+        self.audit = AuditStore(engine.store, signer=self.exporter.signer)
+        self._jobs = JobStore(engine.store)
 
     # -- cases --------------------------------------------------------------------------------
 
@@ -402,15 +403,17 @@ class Cases:
         match: Match,
         *,
         source: str,
+        access: ProfileAccess = FULL_ACCESS,
     ) -> NewCapture:
         now = datetime.now(UTC)
-        clone_avatar = self._avatar(row.avatar_sha256)
+        clone_record = access.profile(_record(row))
+        clone_avatar = self._avatar(clone_record.get("avatar_sha256"))
         content = {
             "captured_at": rfc3339(now),
             "source": source,
-            "source_url": row.profile_url or row.url,
+            "source_url": clone_record.get("profile_url") or clone_record.get("url"),
             "victim": {"record": victim_record, "avatar": _avatar_meta(victim_avatar)},
-            "clone": {"record": _record(row), "avatar": _avatar_meta(clone_avatar)},
+            "clone": {"record": clone_record, "avatar": _avatar_meta(clone_avatar)},
             "score": match.score,
             "label": match.label,
             "signals": match.signals,
@@ -467,17 +470,17 @@ class Cases:
         *,
         top_k: int = 10,
         min_score: float | None = None,
-        complete: bool = True,
+        access: ProfileAccess = FULL_ACCESS,
     ) -> Export:
         """Run a check and export its result as evidence, captured now: how an individual,
         who has no cases, gets the evidence of its own check. Nothing but the audit entry is
-        stored. `complete=False`: the check and the victim's side use only the record's own
-        fields (see `Engine.check`)."""
+        stored. The check, the victim's side and each captured account hold only what `access`
+        may read (see `Engine.check`)."""
         query = parse_query(raw)
-        result = self._engine.check(query, top_k=top_k, min_score=min_score, complete=complete)
+        result = self._engine.check(query, top_k=top_k, min_score=min_score, access=access)
         own = (
             self._engine.store.get(query.platform, query.handle)
-            if complete and query.platform and query.handle
+            if access.by_name and query.platform and query.handle
             else None
         )
         if own is not None:
@@ -501,7 +504,9 @@ class Cases:
             row = stored.get(identity_key(match.profile["platform"], match.profile["handle"]))
             if row is None:
                 continue
-            capture = self._new_capture(victim_record, victim_avatar, row, match, source="check")
+            capture = self._new_capture(
+                victim_record, victim_avatar, row, match, source="check", access=access
+            )
             for blob in (capture.clone_avatar, capture.victim_avatar):
                 if blob is not None:
                     avatars[blob.sha256] = blob

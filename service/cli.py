@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from service.engine import Engine
+    from service.evidence.signing import EvidenceSigner
     from service.store import Store
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def ingest(
     settings = _setup(ctx, data_dir)
     console = _err_console()
     with _fail_cleanly(console):
-        records = read_records(file)
+        records = read_records(file, max_record_bytes=settings.max_record_bytes)
         total = _count(file) if console.is_terminal else None
         with _open_engine(ctx, settings) as engine, _progress(console, "ingesting", total) as tick:
             report = engine.ingest(records, base_dir=file.parent.resolve(), progress=tick)
@@ -180,7 +181,7 @@ def scan(
         )
     scanned = flagged = bad = 0
     with _fail_cleanly(console):
-        records = read_records(file)
+        records = read_records(file, max_record_bytes=settings.max_record_bytes)
         if out.resolve() == file.resolve():
             raise InvalidInputError(f"--out {out} would overwrite the input file")
         total = _count(file) if console.is_terminal else None
@@ -240,7 +241,15 @@ def serve(
     logger.info("data dir: %s", settings.data_dir.resolve())
     # The app's lifespan opens and closes the engine: uvicorn re-raises SIGTERM after a
     # graceful shutdown, so code after `uvicorn.run` would not run.
-    uvicorn.run(create_app(settings, load_demo=demo), host=host, port=port, log_config=None)
+    # uvicorn believes X-Forwarded-For from loopback unless told otherwise, which would let
+    # anyone behind a local proxy choose their client address: only the configured proxies.
+    uvicorn.run(
+        create_app(settings, load_demo=demo),
+        host=host,
+        port=port,
+        log_config=None,
+        forwarded_allow_ips=[str(network) for network in settings.trusted_proxies],
+    )
 
 
 # --- bulk scans: workers, and scans through a server ----------------------------------------
@@ -504,7 +513,7 @@ def case_list(
 
     settings = _setup(ctx, data_dir)
     with _fail_cleanly(_err_console()), _open_store(settings) as store:
-        rows = CaseStore(store).cases(key_id=None)
+        rows = CaseStore(store, signer=_audit_signer(settings)).cases(key_id=None)
     if as_json:
         for row in rows:
             _print_json(case_document(row))
@@ -530,7 +539,7 @@ def case_show(
 
     settings = _setup(ctx, data_dir)
     with _fail_cleanly(_err_console()), _open_store(settings) as store:
-        cases = CaseStore(store)
+        cases = CaseStore(store, signer=_audit_signer(settings))
         case = cases.case(case_id, key_id=None)
         if case is None:
             raise NotFoundError(f"no case {case_id}")
@@ -638,7 +647,7 @@ def case_update(
 
     settings = _setup(ctx, data_dir)
     with _fail_cleanly(_err_console()), _open_store(settings) as store:
-        cases = CaseStore(store)
+        cases = CaseStore(store, signer=_audit_signer(settings))
         if item is None:
             case = update_case(cases, _operator(), case_id, title=title, notes=notes, status=status)
             typer.echo(f"case {case.id}: status {case.status}")
@@ -693,19 +702,18 @@ def evidence_verify(
     match. Exit 0 when all match, 1 when anything does not, 2 when it cannot be read."""
     from dataclasses import asdict
 
-    from service.evidence.bundle import read_bundle, verify_bundle
+    from service.evidence.bundle import verify_bundle_file
     from service.evidence.signing import load_public_key
 
     _setup(ctx, DEFAULT_DATA_DIR, make_data_dir=False)
     with _fail_cleanly(_err_console()):
-        data = read_bundle(bundle)
         expected = None
         if public_key is not None:
             try:
                 expected = load_public_key(public_key.read_bytes())
             except OSError as exc:
                 raise InvalidInputError(f"--public-key {public_key}: {exc.strerror}") from None
-        report = verify_bundle(data, expected_key=expected)
+        report = verify_bundle_file(bundle, expected_key=expected)
     if as_json:
         _print_json({**asdict(report), "ok": report.ok})
     else:
@@ -746,21 +754,77 @@ def audit_verify(
             help="A hash recorded earlier (a bundle manifest's audit_head): must still be there.",
         ),
     ] = None,
+    public_keys: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--public-key",
+            help="A public key (PEM) entries may be signed with; repeat it for earlier keys. "
+            "Default: the service's signing key.",
+            dir_okay=False,
+        ),
+    ] = None,
+    signed_from: Annotated[
+        int | None,
+        typer.Option(
+            "--signed-from",
+            min=1,
+            help="The entry the log is signed from, as an earlier check printed it: an "
+            "unsigned entry from there on fails.",
+        ),
+    ] = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
-    """Check the audit log's hash chain: names every edited, removed or moved entry.
-    Exit 0 when it holds, 1 when it does not."""
+    """Check the audit log's hash chain and every entry's signature: names every edited,
+    removed, moved or re-signed entry, and the first entry that fails. Exit 0 when it holds,
+    1 when it does not."""
     from service.audit import verify_chain
+    from service.evidence.signing import load_public_key
     from service.store import AuditStore
 
     settings = _setup(ctx, data_dir)
-    with _fail_cleanly(_err_console()), _open_store(settings) as store:
-        report = verify_chain(AuditStore(store).entries(), expected_head=head)
+    with _fail_cleanly(_err_console()):
+        keys = []
+        for path in public_keys or []:
+            try:
+                keys.append(load_public_key(path.read_bytes()))
+            except OSError as exc:
+                raise InvalidInputError(f"--public-key {path}: {exc.strerror}") from None
+        signer = _audit_signer(settings)
+        if not public_keys:
+            service_key = signer.existing_public_key()
+            if service_key is None:
+                typer.echo(
+                    f"NOTE no signing key at {signer.path}: signatures cannot be checked "
+                    "(give the service's with --public-key)"
+                )
+            else:
+                keys.append(service_key)
+        with _open_store(settings) as store:
+            report = verify_chain(
+                AuditStore(store, signer=signer).entries(),
+                public_keys=keys,
+                expected_head=head,
+                signed_from=signed_from,
+            )
     for problem in report.problems:
         typer.echo(f"BROKEN {problem}")
+    if report.unsigned is not None:
+        first, last = report.unsigned
+        covered = (
+            "the signed entry after them covers them through its hash"
+            if last < report.head_seq
+            else "no signature covers them yet: the next entry will"
+        )
+        typer.echo(f"UNSIGNED entries {first}-{last}: written before the log was signed; {covered}")
+    summary = f"{report.entries} entries"
+    if report.unsigned is None and report.entries:
+        summary += ", signed from entry 1"
+    elif report.unsigned is not None and report.unsigned[1] < report.head_seq:
+        summary += f", signed from entry {report.unsigned[1] + 1}"
+    if report.first_failure is not None:
+        summary += f", the first that fails is entry {report.first_failure}"
     typer.echo(
-        f"{'OK' if report.ok else 'FAILED'}: {report.entries} entries; head {report.head_seq} "
-        f"{report.head_hash}"
+        f"{'OK' if report.ok else 'FAILED'}: {summary}; head {report.head_seq} {report.head_hash}"
     )
     raise typer.Exit(EXIT_OK if report.ok else EXIT_SOME_REJECTED)
 
@@ -777,7 +841,7 @@ def audit_list(
 
     settings = _setup(ctx, data_dir)
     with _fail_cleanly(_err_console()), _open_store(settings) as store:
-        entries = AuditStore(store).tail(limit=limit)
+        entries = AuditStore(store, signer=_audit_signer(settings)).tail(limit=limit)
     for entry in entries:
         if as_json:
             _print_json(entry.document())
@@ -786,6 +850,14 @@ def audit_list(
                 f"{entry.seq}\t{entry.at}\t{entry.actor}\t{entry.action}\t{entry.target}\t"
                 f"{entry.details}"
             )
+
+
+def _audit_signer(settings: Settings) -> EvidenceSigner:
+    """The key that signs audit entries (the evidence key); it is read, or created, only when
+    an entry is first written."""
+    from service.evidence.signing import EvidenceSigner
+
+    return EvidenceSigner(settings.resolved_evidence_key_file)
 
 
 @contextmanager

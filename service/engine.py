@@ -26,9 +26,18 @@ from indexers import text
 from indexers.bio import BioEmbedder
 from indexers.compare import ProfileSide
 from models.errors import CloneFinderError, InvalidRecordError, NotFoundError
-from models.profile import ProfileQuery, ProfileRecord, StoredProfile, parse_query, parse_record
+from models.profile import (
+    MAX_HANDLE_LENGTH,
+    ProfileQuery,
+    ProfileRecord,
+    StoredProfile,
+    parse_query,
+    parse_record,
+    text_problem,
+)
 from models.result import QueryRef, Result
 from models.scoring import ScoringModel
+from service.auth import FULL_ACCESS, ProfileAccess
 from service.avatar_source import AvatarSource
 from service.cases import Cases
 from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row
@@ -340,23 +349,26 @@ class Engine:
         top_k: int = 10,
         min_score: float | None = None,
         base_dir: Path | None = None,
-        complete: bool = True,
+        access: ProfileAccess = FULL_ACCESS,
     ) -> Result:
-        """The likely impersonators of one identity, best first.
+        """The likely impersonators of one identity, best first, as `access` may read them.
 
-        `complete=False` compares only the fields the query gives: a stored profile it names is
-        still left out of the matches, but none of its fields fill in the query (the public web
-        page checks what a person submitted, never what the store holds under a handle).
+        A caller that may not read stored profiles by name (`access.by_name` false: an
+        individual key, the public web page) has only the fields its query gives compared: a
+        stored profile it names is still left out of the matches, but none of its fields fill
+        in the query. It is shown no match below the possible_clone threshold, whatever
+        `min_score` it asks, and of each match only the fields it may read.
         """
         query = raw if isinstance(raw, ProfileQuery) else parse_query(raw)
         self.see_other_writers()
         prepared = self.search_checks(
-            self.read_checks([query], base_dir=base_dir, complete=complete)
+            self.read_checks([query], base_dir=base_dir, complete=access.by_name)
         )
-        outcome = self.finish_checks(prepared, top_k=top_k, min_score=min_score)[0]
+        least = access.least_score(min_score, self.possible_clone_threshold)
+        outcome = self.finish_checks(prepared, top_k=top_k, min_score=least)[0]
         if isinstance(outcome, CloneFinderError):
             raise outcome
-        return outcome
+        return access.result(outcome)
 
     def check_many(
         self,
@@ -604,9 +616,18 @@ class Engine:
         side = side_of_row(fill) if fill else ProfileSide()
         given = query.display_name or query.bio or query.has_avatar
         if fill is None and not given:
+            if complete and query.platform and query.handle:
+                # Named, as a check may be, but not stored: as the watchlist answers it.
+                raise NotFoundError(
+                    f"no stored profile {query.platform}/{query.handle}: ingest it first, or "
+                    "send the identity's display name, bio or avatar"
+                )
             raise InvalidRecordError(
                 "a check needs a display name, a bio, an avatar, or the platform and handle "
-                "of a stored profile",
+                "of a stored profile"
+                if complete
+                else "a check needs a display name, a bio or an avatar: only the fields sent "
+                "are compared",
                 field=None,
                 details=[{"where": "query", "field": None, "message": "nothing to look for"}],
             )
@@ -819,7 +840,10 @@ def scan_error_record(where: str, raw: Any, exc: CloneFinderError) -> dict[str, 
     """The result record of an input item that could not be checked: says where and why."""
     known = raw if isinstance(raw, dict) else {}
     return {
-        "query": {"platform": known.get("platform"), "handle": known.get("handle")},
+        "query": {
+            "platform": _echoed(known.get("platform")),
+            "handle": _echoed(known.get("handle")),
+        },
         "matches": [],
         "error": {**_error_dict(exc), "where": where},
     }
@@ -836,11 +860,18 @@ def _rejected(where: str, raw: Any, exc: CloneFinderError) -> RecordOutcome:
         error["message"] = f"{where}: " + (
             f"field '{error['field']}': {exc.message}" if error["field"] else exc.message
         )
-    platform, handle = known.get("platform"), known.get("handle")
     return RecordOutcome(
         where=where,
         status="rejected",
-        platform=platform if isinstance(platform, str) else None,
-        handle=handle if isinstance(handle, str) else None,
+        platform=_echoed(known.get("platform")),
+        handle=_echoed(known.get("handle")),
         error=error,
     )
+
+
+def _echoed(value: Any) -> str | None:
+    """A rejected record's platform or handle as its answer may repeat it: only text that
+    can be stored and sent back (an identity never needs more than a few hundred characters)."""
+    if isinstance(value, str) and len(value) <= MAX_HANDLE_LENGTH and not text_problem(value):
+        return value
+    return None

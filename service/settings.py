@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, IPvAnyNetwork, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -84,7 +84,18 @@ class Settings(BaseSettings):
     scan_max_attempts: int = Field(default=5, ge=1)
     # An upload streams into the store, so it may be far larger than `max_body_bytes`.
     max_scan_upload_bytes: int = Field(default=16 * 1024**3, ge=1)
-    max_scan_record_bytes: int = Field(default=16 * 1024**2, ge=1)
+    # One profile record, however it comes (a request body or an element of its list, a JSON
+    # Lines line, an element of a JSON-list upload, a line of a file to ingest): a larger one is
+    # that record's error. Read from the earlier name too, which said it of scans only.
+    max_record_bytes: int = Field(
+        default=16 * 1024**2,
+        ge=1,
+        validation_alias=AliasChoices(
+            "max_record_bytes",
+            "CLONEFINDER_MAX_RECORD_BYTES",
+            "CLONEFINDER_MAX_SCAN_RECORD_BYTES",
+        ),
+    )
 
     # --- cases and evidence ------------------------------------------------------------------
     # The Ed25519 key that signs evidence bundles (created on first use, mode 0600); default:
@@ -108,6 +119,20 @@ class Settings(BaseSettings):
     web_rate_limit_burst: int = Field(default=5, ge=1)
     # The most matches a page check shows.
     web_max_matches: int = Field(default=10, ge=1, le=100)
+
+    # --- the client's address ------------------------------------------------------------------
+    # Reverse proxies whose `X-Forwarded-For` names the client: addresses or networks, comma-
+    # separated in the environment (`10.0.0.2,192.168.0.0/24`). Nobody else's is believed, not
+    # even loopback's, so a client cannot choose its address: its rate-limit bucket, or being
+    # taken for a browser on this machine.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def resolved_evidence_key_file(self) -> Path:

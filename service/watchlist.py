@@ -21,7 +21,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +37,7 @@ from models.errors import InvalidInputError, InvalidRecordError, NotFoundError
 from models.profile import identity_key, parse_query
 from models.result import Context, PairEvidence
 from models.scoring import ScoringModel
-from service.auth import Caller
+from service.auth import PUBLIC_ACCESS, ROLE_PROFILE_ACCESS, Caller, ProfileAccess
 from service.features import (
     AvatarReader,
     context_of,
@@ -47,7 +47,7 @@ from service.features import (
 )
 from service.matcher import Matcher, popularity_among
 from service.settings import Settings
-from service.store import ProfileRow, ProfileWrite, Store
+from service.store import KeyStore, ProfileRow, ProfileWrite, Store
 from service.store.watchlist import (
     AlertFilter,
     AlertRow,
@@ -292,6 +292,7 @@ class Watchlist:
     ) -> None:
         self.store = WatchlistStore(store)
         self._profiles = store
+        self._keys = KeyStore(store)
         self._embedder = embedder
         self._avatars = avatars
         self._scorer = scorer
@@ -320,13 +321,18 @@ class Watchlist:
 
     # -- entries ------------------------------------------------------------------------------
 
-    def register(self, caller: Caller, request: RegisterRequest) -> Registered:
+    def register(
+        self, caller: Caller, request: RegisterRequest, *, access: ProfileAccess | None = None
+    ) -> Registered:
         """Store a protected identity for `caller`'s key.
 
         The identity is validated like a check's query; naming a stored profile by platform and
-        handle completes it from the store. Its features are kept as registered. A webhook
-        entry gets a new signing secret, returned here and never again.
+        handle completes it from the store when the caller may read stored profiles by name
+        (`access`, by default the caller's role's); otherwise only the fields sent are kept
+        and compared, and whether the named profile exists is not told. Its features are kept
+        as registered. A webhook entry gets a new signing secret, returned here and never again.
         """
+        access = caller.access if access is None else access
         threshold = self._threshold(request.threshold)
         webhook_url = (
             check_webhook_url(
@@ -337,16 +343,23 @@ class Watchlist:
         )
         query = parse_query(request.identity, where="identity")
         named = bool(query.platform and query.handle)
-        own = self._profiles.get(query.platform, query.handle) if named else None  # type: ignore[arg-type]
+        own = (
+            self._profiles.get(query.platform, query.handle)  # type: ignore[arg-type]
+            if named and access.by_name
+            else None
+        )
         if own is None and not (query.display_name or query.bio or query.has_avatar):
-            if named:
+            if named and access.by_name:
                 raise NotFoundError(
                     f"no stored profile {query.platform}/{query.handle}: ingest it first, or "
                     "send the identity's display name, bio or avatar"
                 )
             raise InvalidRecordError(
                 "identity: needs a display name, a bio, an avatar, or the platform and handle "
-                "of a stored profile",
+                "of a stored profile"
+                if access.by_name
+                else "identity: needs a display name, a bio or an avatar: only the fields sent "
+                "are compared",
                 field=None,
                 details=[{"where": "identity", "field": None, "message": "nothing to protect"}],
             )
@@ -470,13 +483,13 @@ class Watchlist:
             )
         )
         next_cursor = str(rows[-1].id) if len(rows) == query.limit and rows else None
-        return AlertPage(alerts=rows, next_cursor=next_cursor)
+        return AlertPage(alerts=[_as_read_by(caller, row) for row in rows], next_cursor=next_cursor)
 
     def acknowledge(self, caller: Caller, alert_id: int) -> AlertRow:
         alert = self.store.acknowledge(alert_id, key_id=_scope(caller))
         if alert is None:
             raise NotFoundError(f"no alert {alert_id}")
-        return alert
+        return _as_read_by(caller, alert)
 
     def deliveries(self, caller: Caller, alert_id: int) -> list[DeliveryRow]:
         """Every webhook delivery of one alert, with every attempt made."""
@@ -569,12 +582,16 @@ class Watchlist:
             return []
 
         stored = {row.id: row for row in self._profiles.get_many([f[1] for f in found])}
+        owners = self._owner_access()
         new = [
             AlertWrite(
                 entry_id=entry.id,
                 key_id=entry.key_id,
                 profile_id=profile_id,
-                profile=_profile_document(stored[profile_id]),
+                # The alert is its entry's owner's to read, here and in the webhook body.
+                profile=owners.get(entry.key_id, PUBLIC_ACCESS).profile(
+                    _profile_document(stored[profile_id])
+                ),
                 score=verdict.score,
                 label=verdict.label,
                 signals=pair.signals(),
@@ -600,6 +617,10 @@ class Watchlist:
                 listener()
         return created
 
+    def _owner_access(self) -> dict[int, ProfileAccess]:
+        """What each key may read; a key that is gone reads the least any role reads."""
+        return {row.id: ROLE_PROFILE_ACCESS[row.role] for row in self._keys.list()}
+
     def _popularities(self, entries: _EntrySet, positions: list[int]) -> list[Popularity]:
         """How common each entry's avatar, bio and name are among the indexed profiles, as a
         check of the entry counts them (`Matcher.match_many` does the same per query)."""
@@ -622,10 +643,19 @@ def _scope(caller: Caller) -> int | None:
     return None if caller.can("watchlist.all") else caller.key_id
 
 
+def _as_read_by(caller: Caller, alert: AlertRow) -> AlertRow:
+    """An alert with its clone cut to what `caller` may read (an alert stored before the
+    owner's reads were applied at alerting time holds the full record)."""
+    if caller.access.every_field:
+        return alert
+    return replace(alert, profile=caller.access.profile(alert.profile))
+
+
 def _parse_cursor(cursor: str | None) -> int | None:
     if cursor is None or cursor == "":
         return None
-    if not cursor.isdigit() or int(cursor) < 1:
+    # ASCII digits only (`isdigit` alone takes "²"), and an id the database can hold.
+    if not (cursor.isascii() and cursor.isdigit()) or not 1 <= int(cursor) <= 2**63 - 1:
         message = "cursor: not a cursor returned by this listing"
         raise InvalidInputError(message, details=[{"field": "cursor", "message": message}])
     return int(cursor)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -105,23 +106,30 @@ def require(permission: Permission) -> Callable[..., Caller]:
     401 without a valid key, 429 over the key's rate limit, 403 when its role lacks the
     permission (service/errors.py maps the errors).
     """
+    return RequiredPermission(permission)
 
-    def dependency(
+
+@dataclass(frozen=True)
+class RequiredPermission:
+    """`require(permission)`'s dependency; it keeps the permission so that the routes can be
+    read against the authorisation matrix (service/auth.py)."""
+
+    permission: Permission
+
+    def __call__(
+        self,
         request: Request,
         bearer: BearerDep,
         api_key: ApiKeyHeaderDep,
     ) -> Caller:
         authenticator = get_authenticator(request)
         presented = bearer.credentials if bearer is not None else api_key
-        caller = authenticator.authenticate(presented, permission)
+        caller = authenticator.authenticate(presented, self.permission)
         if authenticator.touch_due(caller.key_id):
             # Here, not as a background task: those run only after a successful response, and
             # a key that only ever gets 404s was still used. At most once a minute per key.
             authenticator.touch(caller.key_id)
         return caller
-
-    dependency.__name__ = f"require_{permission.replace('.', '_')}"
-    return dependency
 
 
 def document_auth_errors(app: FastAPI) -> None:

@@ -6,7 +6,6 @@ line of parsing and one engine call.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,14 +16,16 @@ from fastapi import Depends, Query, Request, Response
 from fastapi import Path as FastApiPath
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import InvalidInputError, PayloadTooLargeError
+from models.profile import MAX_RECORD_DEPTH, JsonInt, iso_time
+from service.bounded_json import body_elements
 from service.cases import Cases
 from service.engine import Engine
 from service.evidence import Export
-from service.scans import ScanService, ScanUpload
+from service.scans import MAX_LINE_NO, ScanService, ScanUpload
 from service.settings import Settings
 from service.watchlist import AlertQuery, RegisterRequest, Watchlist
 
@@ -51,16 +52,18 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def json_body(request: Request) -> Any:
-    """The request body as JSON; the size limit is enforced by the middleware beforehand."""
+async def json_body(request: Request, settings: SettingsDep) -> Any:
+    """The request body as JSON, within the record limits (`service.bounded_json`): a list's
+    element that is too large, too deep or not JSON is left in its place as its
+    InvalidRecordError, so that it alone is rejected. The body's size limit is enforced by
+    the middleware beforehand."""
     raw = await request.body()
     if not raw.strip():
         raise InvalidInputError("the request body is empty; send a JSON document")
-    try:
-        # Off the event loop: a body can be tens of megabytes of base64 avatars.
-        return await run_in_threadpool(json.loads, raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"the request body is not valid JSON: {exc}") from None
+    # Off the event loop: a body can be tens of megabytes of base64 avatars.
+    return await run_in_threadpool(
+        lambda: body_elements(raw, max_bytes=settings.max_record_bytes, max_depth=MAX_RECORD_DEPTH)
+    )
 
 
 JsonBody = Annotated[Any, Depends(json_body)]
@@ -175,7 +178,8 @@ def _option(value: Any, name: str, kind: type, low: float, high: float) -> Any:
     if isinstance(value, bool):
         raise InvalidInputError(message, details=[{"field": name, "message": message}])
     try:
-        parsed: Any = TypeAdapter(kind).validate_python(value, strict=kind is int)
+        adapter: TypeAdapter[Any] = TypeAdapter(JsonInt if kind is int else kind)
+        parsed: Any = adapter.validate_python(value, strict=True)
     except ValidationError:
         raise InvalidInputError(message, details=[{"field": name, "message": message}]) from None
     if not low <= parsed <= high:
@@ -229,18 +233,42 @@ def watchlist_request(body: JsonBody) -> RegisterRequest:
 WatchlistRequestDep = Annotated[RegisterRequest, Depends(watchlist_request)]
 
 
+def _iso_time(value: Any) -> Any:
+    # As a record's `created_at`: ISO 8601 only (pydantic alone reads `0.5` as seconds since
+    # 1970), and a time the database can compare in UTC.
+    return None if value is None else iso_time(value)
+
+
+def _true_or_false(value: Any) -> Any:
+    """A flag parameter as the document says it: `true` or `false`, not `1`, `yes` or `on`."""
+    if isinstance(value, str):
+        if value.lower() not in ("true", "false"):
+            raise ValueError("must be true or false")
+        return value.lower() == "true"
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_time)]
+TrueOrFalse = Annotated[bool, BeforeValidator(_true_or_false)]
+
+
 def alert_query(
     entry_id: Annotated[
         int | None, Query(ge=1, le=MAX_ROW_ID, description="only this entry's alerts")
     ] = None,
     acknowledged: Annotated[
-        bool | None, Query(description="only acknowledged (true) or unacknowledged (false)")
+        TrueOrFalse | None,
+        Query(description="only acknowledged (true) or unacknowledged (false)"),
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="only alerts created at or after this ISO time")
+        IsoTime | None, Query(description="only alerts created at or after this ISO time")
     ] = None,
     cursor: Annotated[
-        str | None, Query(description="the previous page's next_cursor: the next, older page")
+        str | None,
+        Query(
+            pattern=r"^[1-9][0-9]{0,18}$",
+            description="the previous page's next_cursor: the next, older page",
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="most alerts in the page")] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="alerts to skip")] = 0,
@@ -283,7 +311,7 @@ def scan_upload(
         float | None, Query(ge=0.0, le=1.0, description="least score reported")
     ] = None,
     ingest: Annotated[
-        bool | None, Query(description="also ingest the profiles (needs profiles.write)")
+        TrueOrFalse | None, Query(description="also ingest the profiles (needs profiles.write)")
     ] = None,
 ) -> ScanUpload:
     """A scan upload: its options from the query (they win over options in the body) and its
@@ -313,7 +341,12 @@ def _blocking_body(request: Request) -> Iterator[bytes]:
 
 ScanUploadDep = Annotated[ScanUpload, Depends(scan_upload)]
 ResultsOffset = Annotated[
-    int, Query(ge=0, description="the result line to start at (0: the first); lines in order")
+    int,
+    Query(
+        ge=0,
+        le=MAX_LINE_NO,
+        description="the result line to start at (0: the first); lines in order",
+    ),
 ]
 
 

@@ -9,11 +9,13 @@ Two modes (`Settings.web_mode`):
   `X-Clonefinder-Page` header that every page request carries makes a browser ask first
   (a CORS preflight, which this server never grants) before another site's script may send
   one, so no other page open in the same browser can act through it.
-- `public` (a deployment): anyone, with a rate limit per client address; a check compares only
-  the fields that were sent (never a stored profile's, so a handle alone cannot browse the
-  index), shows at most `web_max_matches` at the `possible_clone` threshold or above (a caller
-  cannot lower it to rank the index) and keeps nothing of the upload. Only "Watch my
-  identity" keeps something: the watchlist entry the person asked for.
+- `public` (a deployment): anyone, with a rate limit per client address; a check, a watch
+  and an evidence download compare only the fields that were sent (never a stored profile's,
+  so a handle alone cannot read the index), show at most `web_max_matches` at the
+  `possible_clone` threshold or above (a caller cannot lower it to rank the index), of each
+  match only what an `individual` key may read (`service.auth.PAGE_PROFILE_ACCESS`), and keep
+  nothing of the upload. Only "Watch my identity" keeps something: the watchlist entry the
+  person asked for.
 
 Entries the page registers belong to an internal key named `web-page` (role `individual`),
 whose secret is never known to anyone: an administrator's key sees their alerts.
@@ -42,7 +44,7 @@ from models.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
-from service.auth import Caller
+from service.auth import PAGE_PROFILE_ACCESS, Caller
 from service.cases import Operator
 from service.engine import Engine
 from service.evidence import Export
@@ -56,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 PAGE_HEADER = "X-Clonefinder-Page"
+# Headers a proxy adds to name the client it passes a request on for; browsers never send them.
+FORWARDING_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 PAGE_KEY_NAME = "web-page"
 AVATAR_PATH = "/web/api/avatars/{sha256}"
 THUMBNAIL_PX = 192
@@ -70,12 +74,13 @@ _CHEAP_PER_CHECK = 2
 
 @dataclass(frozen=True)
 class PageClient:
-    """Who sends a page request: the client's address, the `Host` it asked for, and whether
-    it carries the page's own header."""
+    """Who sends a page request: the client's address, the `Host` it asked for, whether it
+    carries the page's own header, and whether a proxy passed it on (forwarding headers)."""
 
     address: str | None
     host: str | None
     from_page: bool
+    forwarded: bool = False
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -113,6 +118,9 @@ def local_refusal(client: PageClient) -> str | None:
         )
     if not is_loopback_host(client.host):
         return "the page must be opened as localhost or 127.0.0.1 on this machine"
+    if client.forwarded:
+        # A proxy on this machine connects from loopback whoever its client is.
+        return "the page answers without a key only to a browser on this machine, not a proxy"
     return None
 
 
@@ -151,13 +159,14 @@ class WebPage:
         self._engine = engine
         self._settings = settings
         self.public = settings.web_mode == "public"
+        # What the page shows of stored profiles, and whether a handle alone may name one.
+        self._access = PAGE_PROFILE_ACCESS["public" if self.public else "local"]
         per_minute, burst = settings.web_rate_limit_per_minute, settings.web_rate_limit_burst
         self._limiter = RateLimiter(per_minute=per_minute, burst=burst)
         self._cheap_limiter = RateLimiter(
             per_minute=per_minute * settings.web_max_matches * _CHEAP_PER_CHECK,
             burst=burst * settings.web_max_matches * _CHEAP_PER_CHECK,
         )
-        self._caller: Caller | None = None
 
     # -- who may call ---------------------------------------------------------------------------
 
@@ -233,13 +242,12 @@ class WebPage:
         record = self.record(raw)
         with _avatar_errors(record):
             result = self._engine.check(
-                record, top_k=self._settings.web_max_matches, complete=not self.public
+                record, top_k=self._settings.web_max_matches, access=self._access
             )
         matches = []
         for match in result.matches:
             item = match.model_dump(mode="json")
             profile = item["profile"]
-            profile.pop("attributes", None)
             sha = profile.get("avatar_sha256")
             item["avatar"] = AVATAR_PATH.format(sha256=sha) if sha else None
             item["link"] = _web_link(profile.get("profile_url"))
@@ -256,7 +264,9 @@ class WebPage:
         webhook_url = _text(raw, "webhook_url") if isinstance(raw, dict) else None
         with _avatar_errors(record):
             registered = self._engine.watchlist.register(
-                self._page_caller(), RegisterRequest(identity=record, webhook_url=webhook_url)
+                self._page_caller(),
+                RegisterRequest(identity=record, webhook_url=webhook_url),
+                access=self._access,
             )
         entry = registered.entry
         return {
@@ -279,7 +289,7 @@ class WebPage:
                 record,
                 "pdf",
                 top_k=self._settings.web_max_matches,
-                complete=not self.public,
+                access=self._access,
             )
 
     def avatar(self, sha256: str) -> bytes:
@@ -300,29 +310,31 @@ class WebPage:
         return out.getvalue()
 
     def _page_caller(self) -> Caller:
-        """The internal key that owns the page's watchlist entries (made on first use)."""
-        if self._caller is None:
-            keys = KeyStore(self._engine.store)
-            row = keys.get(PAGE_KEY_NAME)
-            if row is None:
-                # Nobody ever holds this key: only its hash of a random secret is stored.
-                secret = new_key()
-                try:
-                    row = keys.add(
-                        name=PAGE_KEY_NAME,
-                        role="individual",
-                        key_hash=hash_key(secret + secrets.token_hex(8)),
-                        prefix=key_prefix(secret),
-                    )
-                except InvalidInputError:
-                    row = keys.get(PAGE_KEY_NAME)  # another process made it first
-                assert row is not None
-            if row.revoked:
-                raise PermissionDeniedError(
-                    f"the page's key {PAGE_KEY_NAME!r} was revoked: watching is turned off"
+        """The internal key that owns the page's watchlist entries (made on first use).
+
+        Read from the store on every watch, as a presented key is on every request, so that
+        revoking it (from any process) turns watching off from the next request.
+        """
+        keys = KeyStore(self._engine.store)
+        row = keys.get(PAGE_KEY_NAME)
+        if row is None:
+            # Nobody ever holds this key: only its hash of a random secret is stored.
+            secret = new_key()
+            try:
+                row = keys.add(
+                    name=PAGE_KEY_NAME,
+                    role="individual",
+                    key_hash=hash_key(secret + secrets.token_hex(8)),
+                    prefix=key_prefix(secret),
                 )
-            self._caller = Caller(key_id=row.id, name=row.name, role="individual")
-        return self._caller
+            except InvalidInputError:
+                row = keys.get(PAGE_KEY_NAME)  # another process made it first
+            assert row is not None
+        if row.revoked:
+            raise PermissionDeniedError(
+                f"the page's key {PAGE_KEY_NAME!r} was revoked: watching is turned off"
+            )
+        return Caller(key_id=row.id, name=row.name, role="individual")
 
 
 def _web_link(url: Any) -> str | None:

@@ -188,11 +188,10 @@ def test_an_individual_exports_the_evidence_of_its_own_check(
 ) -> None:
     victim, clone = victim_and_clone(client, seed=9304)
     individual = create_key(api_server, role="individual")
+    # An individual sends what it compares: nothing is filled in from the store for it.
+    own = {k: victim[k] for k in ("platform", "handle", "display_name", "bio", "avatar_base64")}
     answer = client.post(
-        "/v1/evidence/checks",
-        params={"format": "bundle"},
-        json={"platform": "twitter", "handle": victim["handle"]},
-        headers=individual,
+        "/v1/evidence/checks", params={"format": "bundle"}, json=own, headers=individual
     )
     assert answer.status_code == 200, answer.text
     path = tmp_path / "check.zip"
@@ -203,11 +202,7 @@ def test_an_individual_exports_the_evidence_of_its_own_check(
         text = archive.read("items.csv").decode("utf-8-sig")
     assert clone["handle"] in text
 
-    pdf = client.post(
-        "/v1/evidence/checks?format=pdf",
-        json={"platform": "twitter", "handle": victim["handle"]},
-        headers=individual,
-    )
+    pdf = client.post("/v1/evidence/checks?format=pdf", json=own, headers=individual)
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
 
 

@@ -30,7 +30,8 @@ pytestmark = pytest.mark.slow
 CLONES = 30
 SILHOUETTE_WEARERS = 2000
 STOCK_WEARERS = 200
-OWNER = Caller(key_id=5, name="owner", role="individual")
+# A key that may name a stored profile to protect it (an individual key sends the identity).
+OWNER = Caller(key_id=5, name="owner", role="platform")
 FIRST = ("Amara", "Bruno", "Chen", "Dalia", "Emil", "Farah", "Goran", "Hana", "Ivo", "Jun",
          "Kofi", "Lena", "Mateo", "Nadia", "Oskar", "Priya", "Quinn", "Rosa", "Sven",
          "Tariq")  # fmt: skip

@@ -23,8 +23,9 @@ from tests.images import b64, jpeg_bytes, photo
 
 pytestmark = pytest.mark.slow
 
-ALICE = Caller(key_id=11, name="alice", role="individual")
-BOB = Caller(key_id=12, name="bob", role="individual")
+# Keys that may name a stored profile to protect it (an individual key sends the identity).
+ALICE = Caller(key_id=11, name="alice", role="platform")
+BOB = Caller(key_id=12, name="bob", role="platform")
 ADMIN = Caller(key_id=1, name="admin", role="admin")
 
 

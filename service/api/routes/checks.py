@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends
 
 from service.api.auth import require
 from service.api.deps import CheckRequestDep, EngineDep
-from service.api.schemas import ERROR_RESPONSES, CheckIn, ResultOut
+from service.api.schemas import CHECK_NOT_FOUND, ERROR_RESPONSES, CheckIn, ResultOut
 from service.auth import Caller
 
 router = APIRouter(prefix="/checks", tags=["checks"])
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/checks", tags=["checks"])
     "",
     response_model=ResultOut,
     summary="Find the likely impersonators of one identity",
-    responses=ERROR_RESPONSES,
+    responses={**ERROR_RESPONSES, **CHECK_NOT_FOUND},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -33,7 +33,11 @@ def check(
 ) -> ResultOut:
     """A profile record in (platform and handle optional), the result record out.
 
-    `top_k` and `min_score` may come as query parameters or body fields.
+    `top_k` and `min_score` may come as query parameters or body fields. An `individual`
+    key has only the fields it sends compared, sees no match below the possible_clone
+    threshold and, of each match, only its public profile fields.
     """
-    result = engine.check(request.record, top_k=request.top_k, min_score=request.min_score)
+    result = engine.check(
+        request.record, top_k=request.top_k, min_score=request.min_score, access=caller.access
+    )
     return ResultOut.model_validate(result.model_dump())

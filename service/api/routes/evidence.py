@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from service.api.auth import require
 from service.api.case_schemas import EXPORT_RESPONSES, FormatName, PublicKeyOut
 from service.api.deps import CasesDep, CheckRequestDep, export_response
-from service.api.schemas import ERROR_RESPONSES, CheckIn
+from service.api.schemas import CHECK_NOT_FOUND, ERROR_RESPONSES, CheckIn
 from service.auth import Caller
 from service.cases import Operator
 
@@ -34,7 +34,7 @@ def public_key(caller: EvidenceCaller, cases: CasesDep) -> PublicKeyOut:
     "/checks",
     response_class=Response,
     summary="Run a check and export its result as evidence (JSON, CSV, PDF or bundle)",
-    responses={**EXPORT_RESPONSES, **ERROR_RESPONSES},
+    responses={**EXPORT_RESPONSES, **ERROR_RESPONSES, **CHECK_NOT_FOUND},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -56,5 +56,6 @@ def export_check(
         format,
         top_k=request.top_k,
         min_score=request.min_score,
+        access=caller.access,
     )
     return export_response(export)

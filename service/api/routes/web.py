@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from service.api.deps import JsonBody, export_response
 from service.web import STATIC_DIR, PageClient, WebPage
-from service.web.page import PAGE_HEADER
+from service.web.page import FORWARDING_HEADERS, PAGE_HEADER
 
 # The page loads nothing from elsewhere; its images are its own endpoints or the browser's
 # preview of the chosen file (blob:).
@@ -44,6 +44,7 @@ def page_client(request: Request) -> PageClient:
         address=request.client.host if request.client else None,
         host=request.headers.get("host"),
         from_page=request.headers.get(PAGE_HEADER) == "1",
+        forwarded=any(name in request.headers for name in FORWARDING_HEADERS),
     )
 
 
@@ -76,7 +77,7 @@ def check(page: AdmittedDep, body: JsonBody) -> JSONResponse:
     return JSONResponse(page.check(body))
 
 
-@router.post("/web/api/watch")
+@router.post("/web/api/watch", status_code=201)
 def watch(page: AdmittedDep, body: JsonBody) -> JSONResponse:
     return JSONResponse(page.watch(body), status_code=201)
 
