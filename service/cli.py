@@ -769,7 +769,8 @@ def audit_verify(
             "--signed-from",
             min=1,
             help="The entry the log is signed from, as an earlier check printed it: an "
-            "unsigned entry from there on fails.",
+            "unsigned entry from there on fails. Default: as recorded beside the signing key "
+            "when it began signing.",
         ),
     ] = None,
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
@@ -799,6 +800,8 @@ def audit_verify(
                 )
             else:
                 keys.append(service_key)
+        if signed_from is None:
+            signed_from = signer.signing_began()
         with _open_store(settings) as store:
             report = verify_chain(
                 AuditStore(store, signer=signer).entries(),

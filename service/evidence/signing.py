@@ -96,6 +96,30 @@ class EvidenceSigner:
     def sign(self, data: bytes) -> bytes:
         return self._private().sign(data)
 
+    @property
+    def signing_began_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".audit-signed-from")
+
+    def note_signing_began(self, seq: int) -> None:
+        """Record, beside the key, the audit entry this key began signing the log at (first
+        time only). It lies outside the database on purpose: whoever rewrites the log there
+        and strips every signature, to make it look written before signing, cannot move it."""
+        if self.signing_began_path.exists():
+            return
+        try:
+            with self.signing_began_path.open("x", encoding="ascii") as out:
+                out.write(f"{seq}\n")
+        except FileExistsError:
+            pass  # another process recorded it first
+
+    def signing_began(self) -> int | None:
+        """The entry the log is signed from, as recorded beside the key, or None."""
+        try:
+            text = self.signing_began_path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return int(text) if text.isdigit() and int(text) >= 1 else None
+
     def signature_b64(self, data: bytes) -> str:
         return base64.b64encode(self.sign(data)).decode("ascii")
 

@@ -81,6 +81,8 @@ class EntrySigner(Protocol):
 
     def sign(self, data: bytes) -> bytes: ...
 
+    def note_signing_began(self, seq: int) -> None: ...
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -201,6 +203,8 @@ def append_entry(
             last.seq,
             seq,
         )
+    if last is None or last.signature is None:
+        signer.note_signing_began(seq)
     at = rfc3339(datetime.now(UTC))
     text_details = canonical_json(details)
     digest = entry_hash(

@@ -159,12 +159,29 @@ def test_a_log_stripped_of_every_signature_fails_from_where_signing_began(
     looks_old = verify_chain(audit.entries(), public_keys=keys)
     assert looks_old.unsigned == (1, 5) and looks_old.signed == 0
 
-    report = verify_chain(audit.entries(), public_keys=keys, signed_from=1)
+    # Where signing began is recorded beside the key, out of the database's reach.
+    assert signer.signing_began() == 1
+    report = verify_chain(audit.entries(), public_keys=keys, signed_from=signer.signing_began())
     assert not report.ok and report.first_failure == 1
 
     audit.record(ALICE, "case.export", "case 1", {"format": "bundle"})
     report = verify_chain(audit.entries(), public_keys=keys, signed_from=1)
     assert not report.ok and report.first_failure == 1
+
+
+def test_audit_verify_catches_a_log_stripped_of_every_signature_by_default(
+    data_dir: Path,
+) -> None:
+    store, audit = _cli_store(data_dir)
+    try:
+        _entries(audit)
+        _allow_tampering(store)
+        _rewrite(store, seq=2, strip_signatures=True)
+    finally:
+        store.close()
+    stripped = _verify(data_dir)
+    assert stripped.exit_code == 1, stripped.output
+    assert "unsigned, though the log is signed from entry 1 on" in stripped.output
 
 
 def test_entries_signed_by_a_key_not_given_fail_and_an_earlier_key_can_be_given(
@@ -308,6 +325,8 @@ def test_audit_verify_says_which_entries_predate_signing(data_dir: Path, tmp_pat
     assert signed.exit_code == 0, signed.output
     assert "the signed entry after them covers them" in signed.output
     assert "OK: 4 entries, signed from entry 4;" in signed.output
+    key_file = Settings(data_dir=data_dir).resolved_evidence_key_file
+    assert EvidenceSigner(key_file).signing_began() == 4
     assert _verify(data_dir, "--signed-from", "4").exit_code == 0
     assert _verify(data_dir, "--signed-from", "3").exit_code == 1
 
