@@ -30,7 +30,7 @@ from bench.generate import generated_profiles
 from bench.provenance import save_result
 from service.auth import Caller
 from service.engine import Engine
-from service.scans import ScanService, ScanUpload
+from service.scans.service import ScanService, ScanUpload
 from service.settings import Settings
 from service.store import Store
 

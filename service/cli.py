@@ -266,7 +266,7 @@ def worker(ctx: typer.Context, data_dir: DataDirOption = DEFAULT_DATA_DIR) -> No
     import signal
 
     from service.engine import Engine
-    from service.worker import ScanWorker
+    from service.scans.worker import ScanWorker
 
     settings = _setup(ctx, data_dir, level=logging.INFO)
     with _fail_cleanly(_err_console()):
@@ -296,7 +296,7 @@ def _scan_on_server(
 ) -> None:
     """`scan --server`: upload FILE, follow the job with a progress bar, write its results to
     OUT in input order; exits like a local scan."""
-    from service.scan_client import remote_scan
+    from service.scans.client import remote_scan
 
     with _fail_cleanly(console):
         read_records(file)  # refuse an unreadable file before anything is sent

@@ -27,7 +27,7 @@ from service.bounded_json import (
     raw_value_error,
     record_error,
 )
-from service.scan_input import LineSplitter, ScanRecord
+from service.scans.upload import LineSplitter, ScanRecord
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 CSV_SUFFIXES = (".csv",)

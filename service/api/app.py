@@ -19,10 +19,10 @@ from service.api.routes import watchlist as watchlist_routes
 from service.api.routes import web as web_routes
 from service.engine import Engine
 from service.errors import BodySizeLimitMiddleware, install_error_handlers
-from service.scans import ScanService
+from service.scans.service import ScanService
+from service.scans.worker import ScanWorker
 from service.settings import Settings
 from service.web import STATIC_DIR, WebPage
-from service.worker import ScanWorker
 
 logger = logging.getLogger(__name__)
 

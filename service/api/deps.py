@@ -25,7 +25,7 @@ from service.bounded_json import body_elements
 from service.cases import Cases
 from service.engine import Engine
 from service.evidence import Export
-from service.scans import MAX_LINE_NO, ScanService, ScanUpload
+from service.scans.service import MAX_LINE_NO, ScanService, ScanUpload
 from service.settings import Settings
 from service.watchlist import AlertQuery, RegisterRequest, Watchlist
 

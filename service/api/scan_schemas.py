@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.schemas import ProfileIn
-from service.scans import ScanStatus
+from service.scans.service import ScanStatus
 
 
 class ScanOptionsOut(BaseModel):

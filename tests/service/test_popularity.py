@@ -19,8 +19,8 @@ from PIL import Image, ImageDraw, ImageOps
 from indexers import text
 from indexers.bio import BioEmbedder
 from service.auth import Caller
-from service.clusters import find_clusters
 from service.engine import Engine
+from service.scans.clusters import find_clusters
 from service.settings import Settings
 from service.watchlist import AlertQuery, RegisterRequest
 from tests.images import b64, jpeg_bytes, photo

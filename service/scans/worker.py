@@ -20,8 +20,8 @@ from typing import Any
 
 from models.errors import CloneFinderError, InvalidRecordError
 from service.bounded_json import load_record, record_error
-from service.clusters import find_clusters
 from service.engine import Engine, RecordOutcome, scan_error_record
+from service.scans.clusters import find_clusters
 from service.settings import Settings
 from service.store import ChunkClaim, InputLine, JobStore, ResultLine
 

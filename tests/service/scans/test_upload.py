@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.errors import InvalidInputError
-from service.scan_input import ScanBody, ScanRecord, read_json, read_jsonl, read_multipart
+from service.scans.upload import ScanBody, ScanRecord, read_json, read_jsonl, read_multipart
 
 
 def pieces(data: bytes, size: int) -> Iterator[bytes]:

@@ -1,6 +1,6 @@
 """Bulk scans as durable jobs: create one from a streamed upload, follow it, read its results.
 
-The work itself is done by workers (`service.worker`); this is what the API calls. A job
+The work itself is done by workers (`service.scans.worker`); this is what the API calls. A job
 belongs to the key that created it: another key sees it only with the "keys" permission
 (an administrator), and gets 404 otherwise, as if it did not exist.
 """
@@ -24,7 +24,7 @@ from models.errors import (
 )
 from models.profile import JSON_INTEGER
 from service.auth import Caller
-from service.scan_input import (
+from service.scans.upload import (
     JSON_MEDIA_TYPES,
     JSONL_MEDIA_TYPES,
     MULTIPART_MEDIA_TYPE,
