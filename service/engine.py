@@ -46,7 +46,7 @@ from service.indexes.writer_lock import shared_index_writer
 from service.matcher import Candidates, LoadedCandidates, Matcher, MatchQuery
 from service.settings import Settings
 from service.store import ProfileRow, ProfileWrite, Store
-from service.watchlist import Watchlist
+from service.watchlist.service import Watchlist
 
 logger = logging.getLogger(__name__)
 

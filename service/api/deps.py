@@ -27,7 +27,7 @@ from service.engine import Engine
 from service.evidence import Export
 from service.scans.service import MAX_LINE_NO, ScanService, ScanUpload
 from service.settings import Settings
-from service.watchlist import AlertQuery, RegisterRequest, Watchlist
+from service.watchlist.service import AlertQuery, RegisterRequest, Watchlist
 
 # Store ids are 64-bit signed integers: a larger one can name nothing, and must be refused
 # as a bad request rather than overflow the database driver.

@@ -12,8 +12,8 @@ from models.result import Label, Side
 from models.scoring import ScoringModel
 from service.api.schemas import SOMETHING_TO_LOOK_FOR, ProfileIn
 from service.store.watchlist import AlertRow, DeliveryRow, EntryRow
-from service.watchlist import AlertPage, Registered, alert_document, entry_document
-from service.webhooks import MAX_URL_LENGTH
+from service.watchlist.service import AlertPage, Registered, alert_document, entry_document
+from service.watchlist.webhooks import MAX_URL_LENGTH
 
 
 class IdentityIn(ProfileIn):
@@ -87,7 +87,7 @@ class WatchlistIn(BaseModel):
     )
     webhook_url: str | None = Field(
         default=None,
-        # What the service takes (service.webhooks.check_webhook_url), less what a pattern
+        # What the service takes (service.watchlist.webhooks.check_webhook_url), less what a pattern
         # cannot say: a literal private address is refused too.
         # (empty: no webhook).
         pattern=r"^$|^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.\-]+(?::[0-9]{1,4})?(?:[/?#][!-~]*)?$",

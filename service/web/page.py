@@ -52,7 +52,7 @@ from service.keys import RateLimiter, hash_key, key_prefix, new_key
 from service.settings import Settings
 from service.store import KeyStore
 from service.store.audit import Actor
-from service.watchlist import RegisterRequest
+from service.watchlist.service import RegisterRequest
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from service.auth import Caller
 from service.engine import Engine
 from service.scans.clusters import find_clusters
 from service.settings import Settings
-from service.watchlist import AlertQuery, RegisterRequest
+from service.watchlist.service import AlertQuery, RegisterRequest
 from tests.images import b64, jpeg_bytes, photo
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from PIL import ImageOps
 from typer.testing import CliRunner
 
 from service.cli import app
-from service.webhooks import verify
+from service.watchlist.webhooks import verify
 from tests.conftest import REPO_ROOT, RunningServer
 from tests.images import b64, jpeg_bytes, photo
 from tests.service.webhook_receiver import Receiver, wait_for

@@ -57,7 +57,7 @@ from service.store.watchlist import (
     EntryWrite,
     WatchlistStore,
 )
-from service.webhooks import WebhookDispatcher, check_webhook_url
+from service.watchlist.webhooks import WebhookDispatcher, check_webhook_url
 
 logger = logging.getLogger(__name__)
 

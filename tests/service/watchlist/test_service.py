@@ -18,7 +18,7 @@ from service.engine import Engine
 from service.features import side_of_row
 from service.settings import Settings
 from service.store import Store
-from service.watchlist import AlertQuery, RegisterRequest, Watchlist, _entry_side
+from service.watchlist.service import AlertQuery, RegisterRequest, Watchlist, _entry_side
 from tests.images import b64, jpeg_bytes, photo
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ from models.errors import InvalidInputError
 from service.settings import Settings
 from service.store import Store
 from service.store.watchlist import AlertRow, AlertWrite, EntryWrite, WatchlistStore
-from service.webhooks import (
+from service.watchlist.webhooks import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
     WebhookDispatcher,

@@ -15,7 +15,7 @@ from models.bounds import ABSENT, ScoreBounds
 from models.result import PairEvidence
 from models.scoring import ScoringModel
 from service.store.watchlist import EntryRow
-from service.watchlist import _EntrySet
+from service.watchlist.service import _EntrySet
 from tests.images import photo
 
 DIM = 8
