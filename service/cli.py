@@ -464,7 +464,7 @@ CaseId = Annotated[int, typer.Argument(min=1, help="The case's id (see `case lis
 def _operator() -> Any:
     import getpass
 
-    from service.cases import Operator
+    from service.cases.service import Operator
 
     try:
         user = getpass.getuser()
@@ -490,7 +490,7 @@ def case_create(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Open a case for a victim, a stored profile named by platform and handle."""
-    from service.cases import case_document
+    from service.cases.service import case_document
 
     settings = _setup(ctx, data_dir)
     with _fail_cleanly(_err_console()), _open_engine(ctx, settings) as engine:
@@ -508,7 +508,7 @@ def case_list(
     ctx: typer.Context, as_json: JsonFlag = False, data_dir: DataDirOption = DEFAULT_DATA_DIR
 ) -> None:
     """List every case: id, status, victim, title."""
-    from service.cases import case_document
+    from service.cases.service import case_document
     from service.store import CaseStore
 
     settings = _setup(ctx, data_dir)
@@ -534,7 +534,7 @@ def case_show(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Show a case, its items and their captures."""
-    from service.cases import case_document, item_document
+    from service.cases.service import case_document, item_document
     from service.store import CaseStore
 
     settings = _setup(ctx, data_dir)
@@ -584,7 +584,7 @@ def case_add(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Add accounts to a case, each captured as it is now (again if already in the case)."""
-    from service.cases import AddItems
+    from service.cases.service import AddItems
 
     settings = _setup(ctx, data_dir)
     request = AddItems(
@@ -642,7 +642,7 @@ def case_update(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Change the notes or status of a case or of one of its items."""
-    from service.cases import update_case, update_item
+    from service.cases.service import update_case, update_item
     from service.store import CaseStore
 
     settings = _setup(ctx, data_dir)
@@ -778,7 +778,7 @@ def audit_verify(
     """Check the audit log's hash chain and every entry's signature: names every edited,
     removed, moved or re-signed entry, and the first entry that fails. Exit 0 when it holds,
     1 when it does not."""
-    from service.audit import verify_chain
+    from service.cases.audit import verify_chain
     from service.evidence.signing import load_public_key
     from service.store import AuditStore
 

@@ -39,7 +39,7 @@ from models.result import QueryRef, Result
 from models.scoring import ScoringModel
 from service.auth import FULL_ACCESS, ProfileAccess
 from service.avatar_source import AvatarSource
-from service.cases import Cases
+from service.cases.service import Cases
 from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row
 from service.indexes import IndexSet
 from service.indexes.writer_lock import shared_index_writer

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.profile import HANDLE_SCHEMA_PATTERN, JSON_INTEGER, PLATFORM_SCHEMA_PATTERN
 from models.result import Label
-from service.cases import (
+from service.cases.service import (
     MAX_NOTES_CHARS,
     MAX_TITLE_CHARS,
     CaseView,

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from models.errors import InvalidInputError, PayloadTooLargeError
 from models.profile import MAX_RECORD_DEPTH, JsonInt, iso_time
 from service.bounded_json import body_elements
-from service.cases import Cases
+from service.cases.service import Cases
 from service.engine import Engine
 from service.evidence import Export
 from service.scans.service import MAX_LINE_NO, ScanService, ScanUpload

@@ -4,7 +4,7 @@ each entry signed with the service's Ed25519 key.
 Each entry carries the SHA-256 of the one before (`prev_hash`) and its own `hash`, computed
 over its sequence number, time, actor, action, target, details and `prev_hash`. So an entry
 edited in the database no longer matches its hash, and one removed or moved breaks the link
-of the entry after it; `service.audit.verify_chain` finds both. A hash anyone can recompute,
+of the entry after it; `service.cases.audit.verify_chain` finds both. A hash anyone can recompute,
 though: someone who can write the database could rewrite an entry and every hash after it.
 So each entry's hash is also signed (`signature`, by the key named in `key_fingerprint`), and
 a rewritten chain needs the key too. Entries written before the log was signed have neither.

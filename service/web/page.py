@@ -45,7 +45,7 @@ from models.errors import (
     RateLimitedError,
 )
 from service.auth import PAGE_PROFILE_ACCESS, Caller
-from service.cases import Operator
+from service.cases.service import Operator
 from service.engine import Engine
 from service.evidence import Export
 from service.keys import RateLimiter, hash_key, key_prefix, new_key

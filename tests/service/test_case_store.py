@@ -3,7 +3,7 @@
 The audit tests edit the database directly, as someone with access to it would: they first
 drop the triggers that keep the log append-only, then edit, remove or swap entries, and
 `verify_chain` must name what changed. (Rewrites that recompute the hashes, which only the
-entries' signatures catch, are in test_audit_signing.py.)
+entries' signatures catch, are in tests/service/cases/test_audit.py.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from service.audit import ChainReport, verify_chain
+from service.cases.audit import ChainReport, verify_chain
 from service.evidence.signing import EvidenceSigner
 from service.store import Store
 from service.store.audit import Actor, AuditStore

@@ -17,7 +17,7 @@ from alembic.config import Config
 from sqlalchemy import inspect, text
 from typer.testing import CliRunner, Result
 
-from service.audit import verify_chain
+from service.cases.audit import verify_chain
 from service.cli import app
 from service.evidence.signing import EvidenceSigner
 from service.settings import Settings
