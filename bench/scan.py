@@ -28,7 +28,7 @@ from typing import Any
 
 from bench.generate import generated_profiles
 from bench.provenance import save_result
-from service.auth import Caller
+from service.auth.roles import Caller
 from service.engine import Engine
 from service.scans.service import ScanService, ScanUpload
 from service.settings import Settings

@@ -359,7 +359,7 @@ def keys_create(
     data_dir: DataDirOption = DEFAULT_DATA_DIR,
 ) -> None:
     """Create a key; it is printed once, alone on the last line, and never stored."""
-    from service.keys import create_key
+    from service.auth.keys import create_key
     from service.store import KeyStore
 
     settings = _setup(ctx, data_dir)

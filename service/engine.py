@@ -37,7 +37,7 @@ from models.profile import (
 )
 from models.result import QueryRef, Result
 from models.scoring import ScoringModel
-from service.auth import FULL_ACCESS, ProfileAccess
+from service.auth.roles import FULL_ACCESS, ProfileAccess
 from service.avatar_source import AvatarSource
 from service.cases.service import Cases
 from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row

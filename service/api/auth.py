@@ -16,8 +16,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.api.schemas import ErrorOut
-from service.auth import Caller, Permission
-from service.keys import ADMIN_KEY_FILE, Authenticator, RateLimiter, ensure_admin_key
+from service.auth.keys import ADMIN_KEY_FILE, Authenticator, RateLimiter, ensure_admin_key
+from service.auth.roles import Caller, Permission
 from service.settings import Settings
 from service.store import KeyStore, Store
 

@@ -22,7 +22,7 @@ from indexers import avatar as avatar_hashing
 from models.errors import InvalidInputError, NotFoundError
 from models.profile import identity_key, parse_query
 from models.result import Match
-from service.auth import FULL_ACCESS, Caller, ProfileAccess
+from service.auth.roles import FULL_ACCESS, Caller, ProfileAccess
 from service.evidence import EvidenceExporter, Export, ExportFormat, ExportInfo
 from service.evidence.exports import CaptureView, EvidenceItem, EvidenceSet, capture_digest
 from service.features import side_of_row

@@ -23,7 +23,7 @@ from models.errors import (
     UnsupportedMediaTypeError,
 )
 from models.profile import JSON_INTEGER
-from service.auth import Caller
+from service.auth.roles import Caller
 from service.scans.upload import (
     JSON_MEDIA_TYPES,
     JSONL_MEDIA_TYPES,

@@ -1,6 +1,6 @@
 """API keys in the store: the `api_keys` table and `KeyStore`, its data access.
 
-Only a hash of each key is kept (see `service.keys` for how keys are made and why a plain
+Only a hash of each key is kept (see `service.auth.keys` for how keys are made and why a plain
 SHA-256 is enough); this module never sees a key itself.
 """
 
@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from models.errors import InvalidInputError, NotFoundError
-from service.auth import Role
+from service.auth.roles import Role
 from service.store.store import _WRITE_OPTION, Store, _utcnow
 from service.store.tables import UTCDateTime, metadata
 

@@ -37,7 +37,7 @@ from models.errors import InvalidInputError, InvalidRecordError, NotFoundError
 from models.profile import identity_key, parse_query
 from models.result import Context, PairEvidence
 from models.scoring import ScoringModel
-from service.auth import PUBLIC_ACCESS, ROLE_PROFILE_ACCESS, Caller, ProfileAccess
+from service.auth.roles import PUBLIC_ACCESS, ROLE_PROFILE_ACCESS, Caller, ProfileAccess
 from service.features import (
     AvatarReader,
     context_of,

@@ -13,7 +13,7 @@ Two modes (`Settings.web_mode`):
   and an evidence download compare only the fields that were sent (never a stored profile's,
   so a handle alone cannot read the index), show at most `web_max_matches` at the
   `possible_clone` threshold or above (a caller cannot lower it to rank the index), of each
-  match only what an `individual` key may read (`service.auth.PAGE_PROFILE_ACCESS`), and keep
+  match only what an `individual` key may read (`service.auth.roles.PAGE_PROFILE_ACCESS`), and keep
   nothing of the upload. Only "Watch my identity" keeps something: the watchlist entry the
   person asked for.
 
@@ -44,11 +44,11 @@ from models.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
-from service.auth import PAGE_PROFILE_ACCESS, Caller
+from service.auth.keys import RateLimiter, hash_key, key_prefix, new_key
+from service.auth.roles import PAGE_PROFILE_ACCESS, Caller
 from service.cases.service import Operator
 from service.engine import Engine
 from service.evidence import Export
-from service.keys import RateLimiter, hash_key, key_prefix, new_key
 from service.settings import Settings
 from service.store import KeyStore
 from service.store.audit import Actor

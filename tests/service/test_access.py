@@ -1,4 +1,4 @@
-"""The authorisation matrix (service/auth.py) against a real server: every route, every role.
+"""The authorisation matrix (service/auth/roles.py) against a real server: every route, every role.
 
 Each route the application declares is called with a key of every role (and the page's own
 endpoints without one, in public mode), and must answer the status the matrix gives: 403 where
@@ -33,7 +33,7 @@ from typer.testing import CliRunner
 from models.errors import PermissionDeniedError
 from service.api.app import create_app
 from service.api.auth import RequiredPermission
-from service.auth import (
+from service.auth.roles import (
     ALL_PROFILE_FIELDS,
     PAGE_PROFILE_ACCESS,
     ROLE_PERMISSIONS,

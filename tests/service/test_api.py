@@ -28,8 +28,8 @@ from models.errors import (
     RateLimitedError,
 )
 from service.api.app import create_app
+from service.auth.keys import create_key
 from service.engine import Engine
-from service.keys import create_key
 from service.settings import Settings
 from service.store import KeyStore, Store
 from tests.conftest import RunningServer

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from indexers import text
 from indexers.bio import BioEmbedder
-from service.auth import Caller
+from service.auth.roles import Caller
 from service.engine import Engine
 from service.scans.clusters import find_clusters
 from service.settings import Settings

@@ -28,7 +28,7 @@ from service.api.case_schemas import (
 from service.api.deps import CasesDep, RowId, body_of, export_response
 from service.api.schemas import ERROR_RESPONSES, ErrorOut
 from service.api.watchlist_schemas import inline_schema
-from service.auth import Caller
+from service.auth.roles import Caller
 from service.cases.service import AddItems, Operator, item_document
 
 CasesCaller = Annotated[Caller, Depends(require("cases"))]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 from service.api.auth import require
 from service.api.deps import CheckRequestDep, EngineDep
 from service.api.schemas import CHECK_NOT_FOUND, ERROR_RESPONSES, CheckIn, ResultOut
-from service.auth import Caller
+from service.auth.roles import Caller
 
 router = APIRouter(prefix="/checks", tags=["checks"])
 

@@ -11,7 +11,7 @@ from service.api.auth import require
 from service.api.case_schemas import EXPORT_RESPONSES, FormatName, PublicKeyOut
 from service.api.deps import CasesDep, CheckRequestDep, export_response
 from service.api.schemas import CHECK_NOT_FOUND, ERROR_RESPONSES, CheckIn
-from service.auth import Caller
+from service.auth.roles import Caller
 from service.cases.service import Operator
 
 EvidenceCaller = Annotated[Caller, Depends(require("evidence"))]

@@ -18,7 +18,7 @@ from service.api.schemas import (
     ProfileOut,
     RecordErrorOut,
 )
-from service.auth import Caller
+from service.auth.roles import Caller
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 

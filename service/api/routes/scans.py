@@ -15,7 +15,7 @@ from service.api.auth import require
 from service.api.deps import ResultsOffset, ScansDep, ScanUploadDep
 from service.api.scan_schemas import ScanJobOut, scan_request_body
 from service.api.schemas import ERROR_RESPONSES, ErrorOut
-from service.auth import Caller
+from service.auth.roles import Caller
 
 ScansCaller = Annotated[Caller, Depends(require("scans"))]
 

@@ -23,7 +23,7 @@ from service.api.watchlist_schemas import (
     WatchlistIn,
     inline_schema,
 )
-from service.auth import Caller
+from service.auth.roles import Caller
 
 WatchlistCaller = Annotated[Caller, Depends(require("watchlist"))]
 

@@ -13,7 +13,7 @@ from sqlalchemy import text
 
 from indexers.bio import BioEmbedder
 from models.errors import CloneFinderError, PermissionDeniedError
-from service.auth import Caller
+from service.auth.roles import Caller
 from service.engine import Engine
 from service.scans.clusters import find_clusters
 from service.scans.service import ScanService, ScanUpload

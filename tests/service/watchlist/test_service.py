@@ -13,7 +13,7 @@ from PIL import ImageOps
 from indexers.bio import BioEmbedder
 from indexers.compare import compare
 from models.errors import InvalidInputError, InvalidRecordError, NotFoundError
-from service.auth import Caller
+from service.auth.roles import Caller
 from service.engine import Engine
 from service.features import side_of_row
 from service.settings import Settings

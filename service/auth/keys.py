@@ -29,7 +29,7 @@ from models.errors import (
     PermissionDeniedError,
     RateLimitedError,
 )
-from service.auth import ROLE_PERMISSIONS, ROLES, Caller, Permission, Role
+from service.auth.roles import ROLE_PERMISSIONS, ROLES, Caller, Permission, Role
 from service.store.keys import KeyRow, KeyStore
 
 logger = logging.getLogger(__name__)

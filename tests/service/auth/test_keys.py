@@ -19,9 +19,7 @@ from models.errors import (
     RateLimitedError,
 )
 from service.api.auth import start_authentication
-from service.auth import ROLE_PERMISSIONS, ROLES
-from service.cli import app
-from service.keys import (
+from service.auth.keys import (
     ADMIN_KEY_FILE,
     Authenticator,
     RateLimiter,
@@ -29,6 +27,8 @@ from service.keys import (
     ensure_admin_key,
     hash_key,
 )
+from service.auth.roles import ROLE_PERMISSIONS, ROLES
+from service.cli import app
 from service.settings import Settings
 from service.store import KeyStore, Store
 
