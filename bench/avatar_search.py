@@ -47,9 +47,9 @@ from PIL import Image, ImageOps
 
 from bench.provenance import provenance, save_result
 from indexers import avatar as avatar_hashing
+from service.core.settings import Settings
 from service.indexes.faiss_backend import FaissBinaryIndex
 from service.matcher import AVATAR_CANDIDATES, AVATAR_EVIDENCE_BITS
-from service.settings import Settings
 from training import transforms as tf
 from training.synthetic_images import generate_image
 

@@ -29,9 +29,9 @@ from typing import Any
 from bench.generate import generated_profiles
 from bench.provenance import save_result
 from service.auth.roles import Caller
+from service.core.settings import Settings
 from service.engine import Engine
 from service.scans.service import ScanService, ScanUpload
-from service.settings import Settings
 from service.store import Store
 
 DEFAULT_OUT = Path(__file__).with_name("results") / "scan.json"

@@ -34,9 +34,9 @@ import numpy as np
 
 from bench.generate import generated_profiles
 from bench.provenance import save_result
+from service.core.settings import Settings
 from service.engine import Engine
 from service.records import read_records
-from service.settings import Settings
 
 DEFAULT_OUT = Path(__file__).with_name("results") / "speed.json"
 

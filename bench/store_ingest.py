@@ -199,8 +199,8 @@ def _store_run(url: str, pool: list[Any], profiles: int, batch: int, label: str)
 
 def _engine_run(url: str, profiles: int, seed: int, folder: Path) -> dict[str, Any]:
     """End to end through `Engine.ingest` (validation, avatar decode, model, store, indexes)."""
+    from service.core.settings import Settings
     from service.engine import Engine
-    from service.settings import Settings
 
     settings = Settings(data_dir=folder / "data", database_url=url)
     items = [(f"index {i}", raw) for i, raw in enumerate(generated_profiles(profiles, seed=seed))]

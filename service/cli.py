@@ -29,9 +29,9 @@ from rich.progress import (
 from rich.table import Table
 
 from models.errors import CloneFinderError, InvalidInputError, NotFoundError
-from service.errors import EXIT_OK, EXIT_SOME_REJECTED, exit_code
+from service.core.errors import EXIT_OK, EXIT_SOME_REJECTED, exit_code
+from service.core.settings import Settings
 from service.records import read_records
-from service.settings import Settings
 
 if TYPE_CHECKING:
     from datetime import datetime

@@ -40,11 +40,11 @@ from models.scoring import ScoringModel
 from service.auth.roles import FULL_ACCESS, ProfileAccess
 from service.avatar_source import AvatarSource
 from service.cases.service import Cases
+from service.core.settings import Settings
 from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row
 from service.indexes import IndexSet
 from service.indexes.writer_lock import shared_index_writer
 from service.matcher import Candidates, LoadedCandidates, Matcher, MatchQuery
-from service.settings import Settings
 from service.store import ProfileRow, ProfileWrite, Store
 from service.watchlist.service import Watchlist
 

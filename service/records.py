@@ -4,7 +4,8 @@
 loading the model), then streams `(where, raw_record)` pairs. A record that cannot be read (not
 JSON, too large, too deep) is not a reason to stop: it is yielded as `(where,
 InvalidRecordError)`, which the engine counts as an already-rejected record, so the rest of the
-file goes on. Records are read within the same limits as the HTTP API's (`service.bounded_json`).
+file goes on. Records are read within the same limits as the HTTP API's
+(`service.core.bounded_json`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from models.errors import InvalidInputError, InvalidRecordError
 from models.profile import MAX_RECORD_DEPTH
-from service.bounded_json import (
+from service.core.bounded_json import (
     DEFAULT_MAX_RECORD_BYTES,
     JsonStream,
     RawValue,

@@ -15,7 +15,7 @@ import yaml
 from sqlalchemy.engine import make_url
 
 from service.cli import app
-from service.settings import Settings
+from service.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "deploy" / "compose.yaml"

@@ -17,11 +17,11 @@ from service.api.routes import evidence as evidence_routes
 from service.api.routes import scans as scan_routes
 from service.api.routes import watchlist as watchlist_routes
 from service.api.routes import web as web_routes
+from service.core.errors import BodySizeLimitMiddleware, install_error_handlers
+from service.core.settings import Settings
 from service.engine import Engine
-from service.errors import BodySizeLimitMiddleware, install_error_handlers
 from service.scans.service import ScanService
 from service.scans.worker import ScanWorker
-from service.settings import Settings
 from service.web import STATIC_DIR, WebPage
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service.api.schemas import ErrorOut
 from service.auth.keys import ADMIN_KEY_FILE, Authenticator, RateLimiter, ensure_admin_key
 from service.auth.roles import Caller, Permission
-from service.settings import Settings
+from service.core.settings import Settings
 from service.store import KeyStore, Store
 
 logger = logging.getLogger(__name__)

@@ -21,12 +21,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import InvalidInputError, PayloadTooLargeError
 from models.profile import MAX_RECORD_DEPTH, JsonInt, iso_time
-from service.bounded_json import body_elements
 from service.cases.service import Cases
+from service.core.bounded_json import body_elements
+from service.core.settings import Settings
 from service.engine import Engine
 from service.evidence import Export
 from service.scans.service import MAX_LINE_NO, ScanService, ScanUpload
-from service.settings import Settings
 from service.watchlist.service import AlertQuery, RegisterRequest, Watchlist
 
 # Store ids are 64-bit signed integers: a larger one can name nothing, and must be refused
@@ -53,7 +53,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 async def json_body(request: Request, settings: SettingsDep) -> Any:
-    """The request body as JSON, within the record limits (`service.bounded_json`): a list's
+    """The request body as JSON, within the record limits (`service.core.bounded_json`): a list's
     element that is too large, too deep or not JSON is left in its place as its
     InvalidRecordError, so that it alone is rejected. The body's size limit is enforced by
     the middleware beforehand."""

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.errors import ConfigurationError
+from service.core.settings import Settings
 from service.indexes.base import BinaryIndex, FloatIndex, NameIndex
 from service.indexes.ngram import NgramIndex
-from service.settings import Settings
 
 if TYPE_CHECKING:
     from service.indexes.milvus_backend import MilvusConnection, MilvusState

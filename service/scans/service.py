@@ -24,6 +24,7 @@ from models.errors import (
 )
 from models.profile import JSON_INTEGER
 from service.auth.roles import Caller
+from service.core.settings import Settings
 from service.scans.upload import (
     JSON_MEDIA_TYPES,
     JSONL_MEDIA_TYPES,
@@ -35,7 +36,6 @@ from service.scans.upload import (
     read_jsonl,
     read_multipart,
 )
-from service.settings import Settings
 from service.store import InputLine, JobRow, JobStore, ResultLine, Store
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from typing import Any
 
 from models.errors import InvalidInputError
 from models.profile import MAX_RECORD_DEPTH
-from service.bounded_json import DEFAULT_MAX_RECORD_BYTES, JsonStream, RawValue
+from service.core.bounded_json import DEFAULT_MAX_RECORD_BYTES, JsonStream, RawValue
 
 JSONL_MEDIA_TYPES = frozenset(
     {

@@ -38,6 +38,7 @@ from models.profile import identity_key, parse_query
 from models.result import Context, PairEvidence
 from models.scoring import ScoringModel
 from service.auth.roles import PUBLIC_ACCESS, ROLE_PROFILE_ACCESS, Caller, ProfileAccess
+from service.core.settings import Settings
 from service.features import (
     AvatarReader,
     context_of,
@@ -46,7 +47,6 @@ from service.features import (
     vector_from_bytes,
 )
 from service.matcher import Matcher, popularity_among
-from service.settings import Settings
 from service.store import KeyStore, ProfileRow, ProfileWrite, Store
 from service.store.watchlist import (
     AlertFilter,

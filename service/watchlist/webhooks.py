@@ -37,7 +37,7 @@ from service.avatar_source import (
     address_refusal,
     guarded_transport,
 )
-from service.settings import Settings
+from service.core.settings import Settings
 from service.store.watchlist import AttemptResult, ClaimedDelivery, WatchlistStore
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from models.bounds import ScoreBounds
 from models.scoring import ScoringModel
-from service.settings import Settings
+from service.core.settings import Settings
 from service.store import Store
 
 # The admin connection used to create and drop one scratch database per test.

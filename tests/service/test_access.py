@@ -45,8 +45,8 @@ from service.auth.roles import (
     role_table,
 )
 from service.cli import app as cli
+from service.core.settings import Settings
 from service.engine import Engine
-from service.settings import Settings
 from service.store import KeyStore, Store
 from service.web.page import PAGE_KEY_NAME, WebPage
 from tests.images import b64, jpeg_bytes, photo

@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 from service.cli import app
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.images import photo
 
 pytestmark = pytest.mark.slow

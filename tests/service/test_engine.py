@@ -17,8 +17,8 @@ import pytest
 
 from indexers.bio import BioEmbedder
 from models.errors import InvalidRecordError, NotFoundError
+from service.core.settings import Settings
 from service.engine import Engine
-from service.settings import Settings
 from tests.images import b64, jpeg_bytes, photo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,7 +225,7 @@ KILLED_INGEST = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from service.engine import Engine
-    from service.settings import Settings
+    from service.core.settings import Settings
 
     engine = Engine.open(Settings(data_dir=Path(sys.argv[1]), index_save_every=20))
     records = [json.loads(line) for line in Path(sys.argv[2]).read_text().splitlines()]

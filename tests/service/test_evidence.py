@@ -21,6 +21,7 @@ from PIL import Image
 from scipy import ndimage
 
 from models.errors import ConfigurationError
+from service.core.settings import Settings
 from service.evidence import EvidenceExporter, ExportInfo
 from service.evidence.bundle import ARCHIVE_SIGNATURE_PREFIX, MANIFEST, verify_bundle
 from service.evidence.differences import character_differences, compare_records
@@ -32,7 +33,6 @@ from service.evidence.exports import (
     capture_digest,
 )
 from service.evidence.signing import EvidenceSigner
-from service.settings import Settings
 from service.store.store import AvatarBlob
 from tests.images import jpeg_bytes, photo
 

@@ -29,7 +29,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from service.api.app import create_app
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.conftest import SERVER_MAX_BODY_BYTES, SERVER_MAX_IMAGES, SERVER_MAX_RECORDS
 from tests.servers import ServerProcess, server_process
 

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from models.profile import MAX_COUNT, MAX_INT_DIGITS, MAX_RECORD_DEPTH
 from service.cli import app as cli_app
-from service.settings import Settings
+from service.core.settings import Settings
 from tests.servers import ServerProcess, server_process
 
 pytestmark = pytest.mark.slow

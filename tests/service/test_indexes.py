@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from models.errors import ConfigurationError
+from service.core.settings import Settings
 from service.indexes import BinaryIndex, FloatIndex, IndexSet, NgramIndex, RWLock
 from service.indexes.faiss_backend import EMPTY_DISTANCE, FaissBinaryIndex, FaissFloatIndex
-from service.settings import Settings
 
 CODE_BYTES = 8
 DIM = 32

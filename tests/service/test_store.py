@@ -20,7 +20,7 @@ from sqlalchemy import event, func, inspect, select, text
 
 from models.errors import ConfigurationError
 from models.profile import parse_record
-from service.settings import Settings
+from service.core.settings import Settings
 from service.store import AvatarBlob, ProfileWrite, Store
 from service.store.store import MIGRATIONS_DIR
 from service.store.tables import avatars

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 from models.errors import ConfigurationError
+from service.core.settings import Settings
 from service.indexes import BinaryIndex, FloatIndex, IndexSet, NgramIndex
 from service.indexes.faiss_backend import EMPTY_DISTANCE, FaissBinaryIndex, FaissFloatIndex
 from service.indexes.writer_lock import shared_index_writer
-from service.settings import Settings
 
 CODE_BYTES = 8
 DIM = 16

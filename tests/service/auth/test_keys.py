@@ -29,7 +29,7 @@ from service.auth.keys import (
 )
 from service.auth.roles import ROLE_PERMISSIONS, ROLES
 from service.cli import app
-from service.settings import Settings
+from service.core.settings import Settings
 from service.store import KeyStore, Store
 
 

@@ -19,8 +19,8 @@ from typer.testing import CliRunner, Result
 
 from service.cases.audit import verify_chain
 from service.cli import app
+from service.core.settings import Settings
 from service.evidence.signing import EvidenceSigner
-from service.settings import Settings
 from service.store import Store
 from service.store.audit import GENESIS_HASH, Actor, AuditStore, entry_hash, signed_message
 from service.store.store import MIGRATIONS_DIR

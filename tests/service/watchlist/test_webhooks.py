@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from models.errors import InvalidInputError
-from service.settings import Settings
+from service.core.settings import Settings
 from service.store import Store
 from service.store.watchlist import AlertRow, AlertWrite, EntryWrite, WatchlistStore
 from service.watchlist.webhooks import (

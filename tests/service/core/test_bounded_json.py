@@ -6,7 +6,7 @@ import pytest
 
 from models.errors import InvalidInputError, InvalidRecordError, PayloadTooLargeError
 from models.profile import MAX_INT_DIGITS, UnreadableNumber
-from service.bounded_json import body_elements, check_depth, decode, load_record
+from service.core.bounded_json import body_elements, check_depth, decode, load_record
 
 LIMITS = {"max_bytes": 1000, "max_depth": 4}
 
