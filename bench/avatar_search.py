@@ -49,7 +49,7 @@ from bench.provenance import provenance, save_result
 from indexers import avatar as avatar_hashing
 from service.core.settings import Settings
 from service.indexes.faiss_backend import FaissBinaryIndex
-from service.matcher import AVATAR_CANDIDATES, AVATAR_EVIDENCE_BITS
+from service.matching.matcher import AVATAR_CANDIDATES, AVATAR_EVIDENCE_BITS
 from training import transforms as tf
 from training.synthetic_images import generate_image
 

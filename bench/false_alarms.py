@@ -95,11 +95,11 @@ from bench.provenance import save_result
 from indexers import avatar as avatar_hashing
 from models.profile import ProfileRecord, identity_key
 from models.scoring import BIO_EVIDENCE_FROM
-from service.avatar_source import AvatarSource
 from service.core.settings import Settings
-from service.engine import Engine
-from service.features import Avatar, AvatarReader, avatar_of, hashes_from_bytes
-from service.matcher import AVATAR_CANDIDATES, AVATAR_EVIDENCE_BITS
+from service.matching.avatar_source import AvatarSource
+from service.matching.engine import Engine
+from service.matching.matcher import AVATAR_CANDIDATES, AVATAR_EVIDENCE_BITS
+from service.matching.profile_sides import Avatar, AvatarReader, avatar_of, hashes_from_bytes
 from training import transforms as tf
 from training.pairset import FIRST_NAMES, LAST_NAMES, default_data_dir, photo_group
 from training.synthetic_images import default_avatar

@@ -3,11 +3,11 @@
 N generated profiles (`bench.generate`) are indexed exactly as the service indexes them
 (`indexers.text` normalization and `candidate_keys`, one `NgramIndex` holding each profile's
 folded name and handle), and each query's candidates are the matcher's own
-(`service.matcher.name_candidates`: a pool of `name_pool(N)` ids by shared n-grams, re-ranked by
-the true similarities, `NAME_CANDIDATES` kept). Queries are clones of indexed profiles
-(look-alike letters, a swapped, doubled or dropped letter, decorations; the handle with an
-underscore, digits, "real" or "official", a doubled or dropped letter, look-alike digits) and
-unrelated new names.
+(`service.matching.matcher.name_candidates`: a pool of `name_pool(N)` ids by shared
+n-grams, re-ranked by the true similarities, `NAME_CANDIDATES` kept). Queries are clones of
+indexed profiles (look-alike letters, a swapped, doubled or dropped letter, decorations; the
+handle with an underscore, digits, "real" or "official", a doubled or dropped letter, look-alike
+digits) and unrelated new names.
 
 The ground truth is a brute-force scan: every indexed profile scored with the service's own
 similarities (`text.name_similarity` of the folded display names, `text.handle_similarity` of
@@ -37,7 +37,7 @@ from bench.provenance import save_result
 from indexers import text
 from models.scoring import SHARED_NAME
 from service.indexes.ngram import NgramIndex
-from service.matcher import (
+from service.matching.matcher import (
     NAME_CANDIDATES,
     name_candidates,
     name_pool,

@@ -30,7 +30,7 @@ from bench.generate import generated_profiles
 from bench.provenance import save_result
 from service.auth.roles import Caller
 from service.core.settings import Settings
-from service.engine import Engine
+from service.matching.engine import Engine
 from service.scans.service import ScanService, ScanUpload
 from service.store import Store
 

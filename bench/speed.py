@@ -35,7 +35,7 @@ import numpy as np
 from bench.generate import generated_profiles
 from bench.provenance import save_result
 from service.core.settings import Settings
-from service.engine import Engine
+from service.matching.engine import Engine
 from service.records import read_records
 
 DEFAULT_OUT = Path(__file__).with_name("results") / "speed.json"

@@ -40,8 +40,8 @@ from bench.generate import generated_profiles
 from bench.provenance import save_result
 from indexers.avatar import decode_avatar
 from models.profile import parse_record
-from service.engine import INGEST_BATCH
-from service.features import name_keys
+from service.matching.engine import INGEST_BATCH
+from service.matching.profile_sides import name_keys
 from service.store import AvatarBlob, ProfileWrite, Store
 from service.store.store import _PG_EXISTING
 
@@ -200,7 +200,7 @@ def _store_run(url: str, pool: list[Any], profiles: int, batch: int, label: str)
 def _engine_run(url: str, profiles: int, seed: int, folder: Path) -> dict[str, Any]:
     """End to end through `Engine.ingest` (validation, avatar decode, model, store, indexes)."""
     from service.core.settings import Settings
-    from service.engine import Engine
+    from service.matching.engine import Engine
 
     settings = Settings(data_dir=folder / "data", database_url=url)
     items = [(f"index {i}", raw) for i, raw in enumerate(generated_profiles(profiles, seed=seed))]

@@ -36,8 +36,8 @@ from service.records import read_records
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from service.engine import Engine
     from service.evidence.signing import EvidenceSigner
+    from service.matching.engine import Engine
     from service.store import Store
 
 logger = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ def worker(ctx: typer.Context, data_dir: DataDirOption = DEFAULT_DATA_DIR) -> No
     """
     import signal
 
-    from service.engine import Engine
+    from service.matching.engine import Engine
     from service.scans.worker import ScanWorker
 
     settings = _setup(ctx, data_dir, level=logging.INFO)
@@ -906,7 +906,7 @@ def _setup(
 
 @contextmanager
 def _default_opener(settings: Settings) -> Iterator[Engine]:
-    from service.engine import Engine
+    from service.matching.engine import Engine
 
     engine = Engine.open(settings)
     try:

@@ -18,8 +18,8 @@ from pathlib import Path
 from models.result import PairEvidence
 from models.scoring import ScoringModel
 from service.core.settings import Settings
-from service.engine import Engine
-from service.features import side_of_row
+from service.matching.engine import Engine
+from service.matching.profile_sides import side_of_row
 from training.pairset import Corpus, LabelledPair
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from service.api.routes import watchlist as watchlist_routes
 from service.api.routes import web as web_routes
 from service.core.errors import BodySizeLimitMiddleware, install_error_handlers
 from service.core.settings import Settings
-from service.engine import Engine
+from service.matching.engine import Engine
 from service.scans.service import ScanService
 from service.scans.worker import ScanWorker
 from service.web import STATIC_DIR, WebPage

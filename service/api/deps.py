@@ -24,8 +24,8 @@ from models.profile import MAX_RECORD_DEPTH, JsonInt, iso_time
 from service.cases.service import Cases
 from service.core.bounded_json import body_elements
 from service.core.settings import Settings
-from service.engine import Engine
 from service.evidence import Export
+from service.matching.engine import Engine
 from service.scans.service import MAX_LINE_NO, ScanService, ScanUpload
 from service.watchlist.service import AlertQuery, RegisterRequest, Watchlist
 

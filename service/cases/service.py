@@ -25,7 +25,7 @@ from models.result import Match
 from service.auth.roles import FULL_ACCESS, Caller, ProfileAccess
 from service.evidence import EvidenceExporter, Export, ExportFormat, ExportInfo
 from service.evidence.exports import CaptureView, EvidenceItem, EvidenceSet, capture_digest
-from service.features import side_of_row
+from service.matching.profile_sides import side_of_row
 from service.store import ProfileRow
 from service.store.audit import Actor, AuditStore, canonical_json, rfc3339
 from service.store.cases import (
@@ -42,7 +42,7 @@ from service.store.jobs import JobStore
 from service.store.store import AvatarBlob
 
 if TYPE_CHECKING:
-    from service.engine import Engine
+    from service.matching.engine import Engine
 
 logger = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ from models.errors import CloneFinderError
 from models.profile import ProfileRecord, parse_record
 from models.result import Context, PairEvidence
 from models.scoring import likely_impersonator
-from service.engine import Engine, scan_error_record
-from service.features import context_of, name_keys, side_of_row
 from service.indexes import IndexSet
-from service.matcher import Candidates, LoadedCandidates, Matcher
-from service.screen import ScreenQuery, best_pairs
+from service.matching.engine import Engine, scan_error_record
+from service.matching.matcher import Candidates, LoadedCandidates, Matcher
+from service.matching.pair_screening import ScreenQuery, best_pairs
+from service.matching.profile_sides import context_of, name_keys, side_of_row
 from service.store import ProfileRow
 
 logger = logging.getLogger(__name__)
@@ -270,9 +270,9 @@ def _search(
 ) -> None:
     """Compare each upload of `batch` with its candidates in both indexes; keep the edges.
 
-    Stored and uploaded candidates of the whole batch are screened together (`service.screen`):
-    only pairs that can reach the threshold are compared, and only their stored profiles read
-    whole.
+    Stored and uploaded candidates of the whole batch are screened together
+    (`service.matching.pair_screening`): only pairs that can reach the threshold are compared,
+    and only their stored profiles read whole.
     """
     loaded, in_upload = found
     in_index, screened = loaded.found, loaded.rows

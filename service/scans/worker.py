@@ -21,7 +21,7 @@ from typing import Any
 from models.errors import CloneFinderError, InvalidRecordError
 from service.core.bounded_json import load_record, record_error
 from service.core.settings import Settings
-from service.engine import Engine, RecordOutcome, scan_error_record
+from service.matching.engine import Engine, RecordOutcome, scan_error_record
 from service.scans.clusters import find_clusters
 from service.store import ChunkClaim, InputLine, JobStore, ResultLine
 

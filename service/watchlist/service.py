@@ -39,14 +39,14 @@ from models.result import Context, PairEvidence
 from models.scoring import ScoringModel
 from service.auth.roles import PUBLIC_ACCESS, ROLE_PROFILE_ACCESS, Caller, ProfileAccess
 from service.core.settings import Settings
-from service.features import (
+from service.matching.matcher import Matcher, popularity_among
+from service.matching.profile_sides import (
     AvatarReader,
     context_of,
     hashes_from_bytes,
     side_of_row,
     vector_from_bytes,
 )
-from service.matcher import Matcher, popularity_among
 from service.store import KeyStore, ProfileRow, ProfileWrite, Store
 from service.store.watchlist import (
     AlertFilter,

@@ -31,13 +31,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from models.errors import InvalidInputError
-from service.avatar_source import (
+from service.core.settings import Settings
+from service.matching.avatar_source import (
     NETWORK_ERRORS,
     TIMEOUT_ERRORS,
     address_refusal,
     guarded_transport,
 )
-from service.core.settings import Settings
 from service.store.watchlist import AttemptResult, ClaimedDelivery, WatchlistStore
 
 logger = logging.getLogger(__name__)

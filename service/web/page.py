@@ -48,8 +48,8 @@ from service.auth.keys import RateLimiter, hash_key, key_prefix, new_key
 from service.auth.roles import PAGE_PROFILE_ACCESS, Caller
 from service.cases.service import Operator
 from service.core.settings import Settings
-from service.engine import Engine
 from service.evidence import Export
+from service.matching.engine import Engine
 from service.store import KeyStore
 from service.store.audit import Actor
 from service.watchlist.service import RegisterRequest

@@ -16,9 +16,9 @@ from PIL import Image
 from bench import false_alarms as fa
 from indexers import avatar as avatar_hashing
 from models.profile import identity_key, parse_record
-from service.avatar_source import AvatarSource
 from service.core.settings import Settings
-from service.features import AvatarReader
+from service.matching.avatar_source import AvatarSource
+from service.matching.profile_sides import AvatarReader
 from tests.requirements import SHARED_DATA_ABSENT
 from training.pairset import default_data_dir
 

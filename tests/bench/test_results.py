@@ -39,13 +39,13 @@ SETTINGS: dict[str, str] = {
     "128 pixels a side": "the size indexers.avatar decodes a JPEG to for its hashes",
     "up to 2,000,000 postings": "NgramIndex's limit on the postings it reads (wide_postings)",
     "sharing 4 of 8 grams before a long one sharing 4 of 20": "an example of Dice ranking",
-    "400 to 12,800": "the name pool's bounds (service.matcher.NAME_POOL_MIN, NAME_POOL_MAX)",
+    "400 to 12,800": "the name pool's bounds (matcher.NAME_POOL_MIN, NAME_POOL_MAX)",
     "(3,906 here)": "five eighths of the recorded pool: the rule applied, not measured",
     "at 100,000 profiles reads 625": "name_pool(100,000): the pool rule applied, not measured",
     "4 bytes an id": "the position table's 32-bit entries: the format",
     "sizes from 48 to 200 pixels and JPEG qualities from 60 to 95": "bench.avatar_search's "
     "distractor sizes and JPEG qualities",
-    "its 32 candidates": "service.matcher.AVATAR_CANDIDATES",
+    "its 32 candidates": "service.matching.matcher.AVATAR_CANDIDATES",
     "7 views, each compared with the other's 7": "indexers.avatar.VIEWS",
     "(15, the local server": "PostgreSQL's major version",
 }

@@ -97,7 +97,7 @@ def open_engine() -> Callable[[Settings], AbstractContextManager[Any]]:
     """Opens engines for the command line's `open_engine` hook, sharing one embedding model
     across a test module (loading it is most of a command's start-up)."""
     from indexers.bio import BioEmbedder
-    from service.engine import Engine as ServiceEngine
+    from service.matching.engine import Engine as ServiceEngine
 
     embedder = BioEmbedder()
 

@@ -46,7 +46,7 @@ from service.auth.roles import (
 )
 from service.cli import app as cli
 from service.core.settings import Settings
-from service.engine import Engine
+from service.matching.engine import Engine
 from service.store import KeyStore, Store
 from service.web.page import PAGE_KEY_NAME, WebPage
 from tests.images import b64, jpeg_bytes, photo

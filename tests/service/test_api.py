@@ -30,7 +30,7 @@ from models.errors import (
 from service.api.app import create_app
 from service.auth.keys import create_key
 from service.core.settings import Settings
-from service.engine import Engine
+from service.matching.engine import Engine
 from service.store import KeyStore, Store
 from tests.conftest import RunningServer
 from tests.images import photo

@@ -590,7 +590,7 @@ def test_ngram_search_texts_reads_every_gram_and_ranks_by_dice() -> None:
 
 def test_name_candidates_are_the_most_alike_by_name_and_by_handle_not_by_shared_grams() -> None:
     from indexers import text
-    from service.matcher import name_candidates, name_pool
+    from service.matching.matcher import name_candidates, name_pool
 
     index = NgramIndex()
     profiles = {

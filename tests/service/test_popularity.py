@@ -20,7 +20,7 @@ from indexers import text
 from indexers.bio import BioEmbedder
 from service.auth.roles import Caller
 from service.core.settings import Settings
-from service.engine import Engine
+from service.matching.engine import Engine
 from service.scans.clusters import find_clusters
 from service.watchlist.service import AlertQuery, RegisterRequest
 from tests.images import b64, jpeg_bytes, photo

@@ -23,7 +23,7 @@ import pytest
 from service.store import JobStore, Store
 from tests.conftest import REPO_ROOT, stop_process
 from tests.servers import ServerProcess, server_process
-from tests.service.test_engine import jane, jane_clone, strangers
+from tests.service.matching.test_engine import jane, jane_clone, strangers
 
 pytestmark = pytest.mark.slow
 

@@ -319,12 +319,12 @@ def test_keys_errors_are_clear(tmp_path: Path, args: list[str], code: int, messa
 def test_keys_commands_do_not_load_the_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.engine
+    import service.matching.engine
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the keys commands must not open the engine")
 
-    monkeypatch.setattr(service.engine.Engine, "open", refuse)
+    monkeypatch.setattr(service.matching.engine.Engine, "open", refuse)
     result = CliRunner().invoke(
         app, ["keys", "create", "--role", "admin", "--name", "ops", "--data-dir", str(tmp_path)]
     )

@@ -15,12 +15,12 @@ from indexers.bio import BioEmbedder
 from models.errors import CloneFinderError, PermissionDeniedError
 from service.auth.roles import Caller
 from service.core.settings import Settings
-from service.engine import Engine
+from service.matching.engine import Engine
 from service.scans.clusters import find_clusters
 from service.scans.service import ScanService, ScanUpload
 from service.scans.worker import ScanWorker
 from tests.images import b64, jpeg_bytes, photo
-from tests.service.test_engine import items, jane, jane_clone, strangers
+from tests.service.matching.test_engine import items, jane, jane_clone, strangers
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ from indexers.compare import compare
 from models.errors import InvalidInputError, InvalidRecordError, NotFoundError
 from service.auth.roles import Caller
 from service.core.settings import Settings
-from service.engine import Engine
-from service.features import side_of_row
+from service.matching.engine import Engine
+from service.matching.profile_sides import side_of_row
 from service.store import Store
 from service.watchlist.service import AlertQuery, RegisterRequest, Watchlist, _entry_side
 from tests.images import b64, jpeg_bytes, photo

@@ -18,10 +18,10 @@ import pytest
 from indexers.bio import BioEmbedder
 from models.errors import InvalidRecordError, NotFoundError
 from service.core.settings import Settings
-from service.engine import Engine
+from service.matching.engine import Engine
 from tests.images import b64, jpeg_bytes, photo
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.slow
 
@@ -224,7 +224,7 @@ KILLED_INGEST = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from service.engine import Engine
+    from service.matching.engine import Engine
     from service.core.settings import Settings
 
     engine = Engine.open(Settings(data_dir=Path(sys.argv[1]), index_save_every=20))

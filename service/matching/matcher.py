@@ -1,8 +1,8 @@
 """The matcher: one query profile in, ranked and explained matches out, in one pass.
 
 Ask each index for candidates (avatar hashes, bio vector, name and handle keys), union the ids,
-read them as narrow rows in one query, and let the screen (`service.screen`) compare and score
-in full only the pairs that can reach the result.
+read them as narrow rows in one query, and let the screen (`service.matching.pair_screening`)
+compare and score in full only the pairs that can reach the result.
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from indexers.compare import (
 from models.bounds import ScoreBounds
 from models.result import Match, PairEvidence
 from models.scoring import AVATAR_EVIDENCE_FROM, BIO_EVIDENCE_FROM, ScoringModel
-from service.features import columns_of_rows, hashes_from_bytes, side_of_row
 from service.indexes import IndexSet
 from service.indexes.base import NameIndex
-from service.screen import ScreenQuery, best_pairs
+from service.matching.pair_screening import ScreenQuery, best_pairs
+from service.matching.profile_sides import columns_of_rows, hashes_from_bytes, side_of_row
 from service.store import ComparableRow, ProfileRow, Store
 
 logger = logging.getLogger(__name__)

@@ -38,13 +38,13 @@ from models.profile import (
 from models.result import QueryRef, Result
 from models.scoring import ScoringModel
 from service.auth.roles import FULL_ACCESS, ProfileAccess
-from service.avatar_source import AvatarSource
 from service.cases.service import Cases
 from service.core.settings import Settings
-from service.features import Avatar, AvatarReader, context_of, name_keys, side_of_row
 from service.indexes import IndexSet
 from service.indexes.writer_lock import shared_index_writer
-from service.matcher import Candidates, LoadedCandidates, Matcher, MatchQuery
+from service.matching.avatar_source import AvatarSource
+from service.matching.matcher import Candidates, LoadedCandidates, Matcher, MatchQuery
+from service.matching.profile_sides import Avatar, AvatarReader, context_of, name_keys, side_of_row
 from service.store import ProfileRow, ProfileWrite, Store
 from service.watchlist.service import Watchlist
 
@@ -54,7 +54,7 @@ INGEST_BATCH = 512  # records per transaction; large enough to batch the model w
 SCAN_BATCH = 128  # queries checked together: one model call, one index search per batch
 SCAN_PIPELINE_DEPTH = 2  # batches of a scan read and searched ahead of the one scored
 SCAN_EMBED_THREADS = 1  # the model's cores in a scan pipeline (measured: more were slower)
-DEMO_DIR = Path(__file__).with_name("demo")
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from indexers import text
 from indexers.compare import Popularity, ProfileSide, SideColumns, compare
 from models.bounds import ScoreBounds
 from models.scoring import ScoringModel
-from service.screen import ScreenQuery, best_pairs
+from service.matching.pair_screening import ScreenQuery, best_pairs
 
 DIM = 16
 FIRST = ["maria", "jane", "daniele", "devon", "paul", "olga", "sam"]

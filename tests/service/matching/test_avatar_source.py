@@ -19,7 +19,7 @@ import pytest
 
 from models.errors import AvatarFetchError, InvalidRecordError, PayloadTooLargeError
 from models.profile import ProfileRecord
-from service.avatar_source import AvatarSource, address_refusal
+from service.matching.avatar_source import AvatarSource, address_refusal
 
 # Not a decodable image on purpose: this module moves bytes, it does not look at them.
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4

@@ -19,7 +19,7 @@ from indexers.compare import ProfileSide, SideColumns
 from models.errors import ImageError
 from models.profile import ProfileRecord
 from models.result import Context
-from service.avatar_source import AvatarSource
+from service.matching.avatar_source import AvatarSource
 from service.store import AvatarBlob, ComparableRow, ProfileRow
 
 HASH_SHAPE = (2, avatar_hashing.VIEWS, avatar_hashing.CODE_BYTES)
