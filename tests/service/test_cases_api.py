@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from service.cli import app
 from tests.conftest import RunningServer
-from tests.service.test_watchlist_api import _tag, copy_of, create_key, error_code, ingest, person
+from tests.support import copy_of, create_key, error_code, ingest, person, unique_tag
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def investigator(api_server: RunningServer) -> dict[str, str]:
 
 
 def victim_and_clone(client: httpx.Client, seed: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    tag = _tag()
+    tag = unique_tag()
     victim = person(tag, seed=seed)
     clone = copy_of(victim, seed, handle=f"vic{tag}_official")
     ingest(client, victim, clone)
@@ -229,7 +229,7 @@ def test_bad_case_requests_answer_with_the_reason_and_change_nothing(
     client: httpx.Client, investigator: dict[str, str]
 ) -> None:
     victim, clone = victim_and_clone(client, seed=9306)
-    missing = {"victim": {"platform": "twitter", "handle": f"nobody{_tag()}"}}
+    missing = {"victim": {"platform": "twitter", "handle": f"nobody{unique_tag()}"}}
     assert error_code(client.post("/v1/cases", json=missing, headers=investigator), 404) == (
         "not_found"
     )

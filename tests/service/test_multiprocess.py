@@ -28,8 +28,16 @@ from service.store import JobStore, Store
 from tests.conftest import REPO_ROOT, _free_port, stop_process
 from tests.servers import ServerProcess
 from tests.service.conftest import _postgres_database
-from tests.service.matching.test_engine import jane, jane_clone, strangers
-from tests.service.test_scans_api import WorkerProcess, people, results, submit, wait_until
+from tests.support import (
+    WorkerProcess,
+    jane,
+    jane_clone,
+    people,
+    results,
+    strangers,
+    submit,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -9,69 +9,35 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from service.store import JobStore, Store
-from tests.conftest import REPO_ROOT, stop_process
+from tests.conftest import REPO_ROOT
 from tests.servers import ServerProcess, server_process
-from tests.service.matching.test_engine import jane, jane_clone, strangers
+from tests.support import (
+    JOB_TIMEOUT_S,
+    SCAN_ENV,
+    WorkerProcess,
+    jane,
+    jane_clone,
+    jsonl,
+    people,
+    results,
+    status,
+    strangers,
+    submit,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
-SCAN_ENV = {
-    "CLONEFINDER_IN_PROCESS_WORKER": "0",
-    "CLONEFINDER_SCAN_CHUNK_SIZE": "4",
-    "CLONEFINDER_SCAN_LEASE_S": "3",
-    "CLONEFINDER_SCAN_POLL_S": "0.1",
-    "CLONEFINDER_RATE_LIMIT_PER_MINUTE": "0",
-}
-READY_TIMEOUT_S = 120.0
-JOB_TIMEOUT_S = 300.0
 BIG_JOB = 800  # records: long enough (200 chunks) for a kill to land before the end
-
-
-class WorkerProcess:
-    """`clonefinder worker` on a server's data dir; `id` is the worker id it logs at start."""
-
-    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str]) -> None:
-        self.log_path = log_path
-        command = [sys.executable, "-m", "service.cli", "worker", "--data-dir", str(data_dir)]
-        with log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        self.id = self._wait_started()
-
-    def _wait_started(self) -> str:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            found = re.search(r"scan worker (\S+) started", self.log())
-            if found:
-                return found.group(1)
-            if self.process.poll() is not None:
-                pytest.fail(f"worker exited with {self.process.returncode}:\n{self.log()}")
-            time.sleep(0.2)
-        pytest.fail(f"worker not started after {READY_TIMEOUT_S:.0f} s:\n{self.log()}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up at all, as a crash or an OOM kill."""
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout=30)
 
 
 class Pool:
@@ -129,63 +95,6 @@ def make_key(server: ServerProcess, name: str, role: str = "platform") -> dict[s
         cwd=REPO_ROOT, capture_output=True, text=True, check=True,
     )  # fmt: skip
     return {"Authorization": f"Bearer {done.stdout.strip().splitlines()[-1]}"}
-
-
-def people(count: int, *, prefix: str) -> list[dict[str, Any]]:
-    names = ["Mark Smith", "Luca Rossi", "Aiko Tanaka", "Omar Haddad", "Eva Novak"]
-    return [
-        {
-            "platform": "twitter",
-            "handle": f"{prefix}{i}",
-            "display_name": f"{names[i % len(names)]} {i % 7}",
-            "bio": f"Scan record {i}: football and {['jazz', 'chess', 'maths'][i % 3]}",
-        }
-        for i in range(count)
-    ]
-
-
-def jsonl(records: list[Any]) -> bytes:
-    return "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records).encode()
-
-
-def submit(client: httpx.Client, records: list[Any], **params: Any) -> str:
-    answer = client.post(
-        "/v1/scans",
-        content=jsonl(records),
-        params=params,
-        headers={"Content-Type": "application/x-ndjson"},
-    )
-    assert answer.status_code == 202, answer.text
-    return str(answer.json()["id"])
-
-
-def status(client: httpx.Client, job_id: str) -> dict[str, Any]:
-    answer = client.get(f"/v1/scans/{job_id}")
-    assert answer.status_code == 200, answer.text
-    body: dict[str, Any] = answer.json()
-    return body
-
-
-def wait_until(
-    client: httpx.Client, job_id: str, *, processed: int | None = None
-) -> dict[str, Any]:
-    """Poll until the job is finished, or has processed at least `processed` records."""
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while time.monotonic() < deadline:
-        job = status(client, job_id)
-        if job["state"] in ("done", "failed", "cancelled"):
-            return job
-        if processed is not None and job["processed"] >= processed:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} not finished: {status(client, job_id)}")
-
-
-def results(client: httpx.Client, job_id: str, *, offset: int = 0) -> list[dict[str, Any]]:
-    answer = client.get(f"/v1/scans/{job_id}/results", params={"offset": offset})
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"].startswith("application/x-ndjson")
-    return [json.loads(line) for line in answer.text.splitlines()]
 
 
 def who_did(server: ServerProcess, job_id: str) -> list[tuple[int, str]]:

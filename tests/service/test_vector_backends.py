@@ -428,7 +428,7 @@ def _handles(result: Any) -> list[str]:
 
 
 def _records() -> list[tuple[str, Any]]:
-    from tests.service.matching.test_engine import items, jane, jane_clone, strangers
+    from tests.support import items, jane, jane_clone, strangers
 
     return items([jane(), jane_clone(), *strangers(8)])
 
@@ -437,7 +437,7 @@ def _records() -> list[tuple[str, Any]]:
 def test_engine_on_milvus_ingests_checks_deletes_and_reindexes(
     open_engines: Callable[..., Any],
 ) -> None:
-    from tests.service.matching.test_engine import jane
+    from tests.support import jane
 
     engine = open_engines()
     assert engine.indexes.shared
@@ -465,7 +465,7 @@ def test_engine_on_milvus_ingests_checks_deletes_and_reindexes(
 def test_engines_sharing_milvus_apply_each_change_once(
     open_engines: Callable[..., Any],
 ) -> None:
-    from tests.service.matching.test_engine import items, jane, strangers
+    from tests.support import items, jane, strangers
 
     first = open_engines()
     second = open_engines()  # another process: same store, same collections

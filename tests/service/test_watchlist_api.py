@@ -6,21 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from PIL import ImageOps
-from typer.testing import CliRunner
 
-from service.cli import app
 from service.watchlist.webhooks import verify
 from tests.conftest import REPO_ROOT, RunningServer
-from tests.images import b64, jpeg_bytes, photo
 from tests.service.webhook_receiver import Receiver, wait_for
+from tests.support import copy_of, create_key, error_code, ingest, person, unique_tag
 
 pytestmark = pytest.mark.slow
 
@@ -39,43 +35,6 @@ def receiver() -> Iterator[Receiver]:
         yield running
 
 
-def _tag() -> str:
-    # Letters only: digits at the end of a name or handle are folded away as decorations.
-    return "".join(chr(ord("a") + int(c, 16) % 26) for c in uuid.uuid4().hex[:8])
-
-
-def person(tag: str, seed: int) -> dict[str, Any]:
-    """A profile no other test ingests: its own name, handle, bio and photo."""
-    return {
-        "platform": "twitter",
-        "handle": f"vic{tag}",
-        "display_name": f"Quillon {tag.capitalize()}",
-        "bio": f"Glassblower in Tromsø, {tag}: lamps, vases and the occasional chandelier.",
-        "avatar_base64": b64(jpeg_bytes(photo(seed))),
-        "created_at": "2012-05-01T09:00:00Z",
-        "followers_count": 3200,
-        "verified": True,
-    }
-
-
-def copy_of(victim: dict[str, Any], seed: int, *, handle: str) -> dict[str, Any]:
-    return {
-        "platform": "twitter",
-        "handle": handle,
-        "display_name": victim["display_name"].replace("o", "о"),  # Cyrillic о
-        "bio": victim["bio"] + " DM for collabs",
-        "avatar_base64": b64(jpeg_bytes(ImageOps.mirror(photo(seed).resize((96, 96))))),
-        "created_at": "2024-01-10T09:00:00Z",
-        "followers_count": 3,
-    }
-
-
-def ingest(client: httpx.Client, *records: dict[str, Any]) -> None:
-    response = client.post("/v1/profiles", json=list(records))
-    assert response.status_code == 200, response.text
-    assert response.json()["rejected"] == 0, response.text
-
-
 def register(client: httpx.Client, body: dict[str, Any], **headers: str) -> dict[str, Any]:
     response = client.post("/v1/watchlist", json=body, headers=headers or None)
     assert response.status_code == 201, response.text
@@ -90,27 +49,10 @@ def alerts_of(client: httpx.Client, entry_id: int, **params: Any) -> list[dict[s
     return found
 
 
-def error_code(response: httpx.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and body["error"]["message"]
-    return str(body["error"]["code"])
-
-
-def create_key(server: RunningServer, *, role: str) -> dict[str, str]:
-    """A new key made with the command line, as an operator would; its request headers."""
-    name = f"{role}-{_tag()}"
-    result = CliRunner().invoke(
-        app, ["keys", "create", "--role", role, "--name", name, "--data-dir", str(server.data_dir)]
-    )
-    assert result.exit_code == 0, result.output
-    return {"Authorization": f"Bearer {result.output.strip().splitlines()[-1]}"}
-
-
 def test_a_clone_alerts_once_and_its_webhook_is_retried_until_delivered(
     client: httpx.Client, receiver: Receiver
 ) -> None:
-    tag = _tag()
+    tag = unique_tag()
     victim = person(tag, seed=9101)
     ingest(client, victim)
     path = f"/flaky-{tag}"
@@ -177,7 +119,7 @@ def test_a_clone_alerts_once_and_its_webhook_is_retried_until_delivered(
 def test_a_clone_ingested_by_the_command_line_in_another_process_alerts(
     api_server: RunningServer, client: httpx.Client, receiver: Receiver, tmp_path: Path
 ) -> None:
-    tag = _tag()
+    tag = unique_tag()
     victim = person(tag, seed=9102)
     ingest(client, victim)
     path = f"/cli-{tag}"
@@ -209,7 +151,7 @@ def test_a_clone_ingested_by_the_command_line_in_another_process_alerts(
 def test_a_key_sees_only_its_own_entries_and_alerts(
     api_server: RunningServer, client: httpx.Client
 ) -> None:
-    tag = _tag()
+    tag = unique_tag()
     victim = person(tag, seed=9103)
     ingest(client, victim)
     individual = create_key(api_server, role="individual")
@@ -248,7 +190,7 @@ def test_a_key_sees_only_its_own_entries_and_alerts(
 
 
 def test_acknowledging_and_filtering_alerts(client: httpx.Client) -> None:
-    tag = _tag()
+    tag = unique_tag()
     victim = person(tag, seed=9104)
     ingest(client, victim)
     entry_id = register(client, {"platform": "twitter", "handle": victim["handle"]})["id"]
@@ -289,7 +231,7 @@ def test_acknowledging_and_filtering_alerts(client: httpx.Client) -> None:
 
 
 def test_what_cannot_be_registered_answers_with_the_reason(client: httpx.Client) -> None:
-    tag = _tag()
+    tag = unique_tag()
     victim = person(tag, seed=9105)
     ingest(client, victim)
     named = {"platform": "twitter", "handle": victim["handle"]}

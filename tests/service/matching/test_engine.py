@@ -20,6 +20,7 @@ from models.errors import InvalidRecordError, NotFoundError
 from service.core.settings import Settings
 from service.matching.engine import Engine
 from tests.images import b64, jpeg_bytes, photo
+from tests.support import items, jane, jane_clone, strangers
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -36,53 +37,6 @@ def engine(tmp_path: Path, embedder: BioEmbedder) -> Iterator[Engine]:
     engine = Engine.open(Settings(data_dir=tmp_path / "data"), embedder=embedder)
     yield engine
     engine.close()
-
-
-def jane(**overrides: Any) -> dict[str, Any]:
-    record = {
-        "platform": "twitter",
-        "handle": "janedoe",
-        "display_name": "Jane Doe",
-        "bio": "Marine biologist in Lisbon. Writing about octopus intelligence and coral reefs.",
-        "avatar_base64": b64(jpeg_bytes(photo(1))),
-        "created_at": "2011-03-02T10:00:00Z",
-        "followers_count": 5400,
-        "verified": True,
-    }
-    return {**record, **overrides}
-
-
-def jane_clone(**overrides: Any) -> dict[str, Any]:
-    copied = photo(1).resize((64, 64)).transpose(0)  # downscaled and mirrored
-    record = {
-        "platform": "twitter",
-        "handle": "jane_doe_official",
-        "display_name": "Jаne Doe ✔",  # Cyrillic а
-        "bio": "Marine biologist in Lisbon. Writing about octopus intelligence and coral reefs. "
-        "DM for promo",
-        "avatar_base64": b64(jpeg_bytes(copied, quality=50)),
-        "created_at": "2019-08-01T10:00:00Z",
-        "followers_count": 12,
-    }
-    return {**record, **overrides}
-
-
-def strangers(count: int, *, offset: int = 100) -> list[dict[str, Any]]:
-    names = ["Mark Smith", "Luca Rossi", "Aiko Tanaka", "Omar Haddad", "Eva Novak", "Ben Carter"]
-    return [
-        {
-            "platform": "twitter",
-            "handle": f"user{offset + i}",
-            "display_name": f"{names[i % len(names)]} {i}",
-            "bio": f"Profile number {i}: football, cooking and {['jazz', 'chess', 'maths'][i % 3]}",
-            "avatar_base64": b64(jpeg_bytes(photo(offset + i, size=96))),
-        }
-        for i in range(count)
-    ]
-
-
-def items(records: list[Any]) -> list[tuple[str, Any]]:
-    return [(f"index {i}", r) for i, r in enumerate(records)]
 
 
 def handles(result: Any) -> list[str]:

@@ -20,7 +20,7 @@ from service.scans.clusters import find_clusters
 from service.scans.service import ScanService, ScanUpload
 from service.scans.worker import ScanWorker
 from tests.images import b64, jpeg_bytes, photo
-from tests.service.matching.test_engine import items, jane, jane_clone, strangers
+from tests.support import items, jane, jane_clone, strangers
 
 pytestmark = pytest.mark.slow
 
