@@ -159,12 +159,12 @@ def _chance_meetings(
     """The avatar search's finds whose pictures meet the query's by chance: a find that agrees
     with it view for view is a copy of the same picture (counted as a sharer, stock or
     stolen), not a rival that makes a match ambiguous."""
-    if query.avatar_hashes is None:
+    if query.avatar_hashes is None or not sharers.avatar_bits:
         return ()
-    pictures = {row.id: hashes_from_bytes(row.avatar_hashes) for row in rows}
+    stored = {row.id: row.avatar_hashes for row in rows}
 
     def by_chance(key: object) -> bool:
-        picture = pictures.get(key)  # type: ignore[call-overload]
+        picture = hashes_from_bytes(stored.get(key))  # type: ignore[call-overload]
         return picture is not None and (
             avatar_hashing.aligned_distance(query.avatar_hashes, picture)  # type: ignore[arg-type]
             > avatar_hashing.AGREEING_VIEWS_BITS
