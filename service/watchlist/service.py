@@ -37,7 +37,13 @@ from models.errors import InvalidInputError, InvalidRecordError, NotFoundError
 from models.profile import identity_key, parse_query
 from models.result import Context, PairEvidence
 from models.scoring import ScoringModel
-from service.auth.roles import PUBLIC_ACCESS, ROLE_PROFILE_ACCESS, Caller, ProfileAccess
+from service.auth.roles import (
+    PUBLIC_ACCESS,
+    PUBLIC_PROFILE_FIELDS,
+    ROLE_PROFILE_ACCESS,
+    Caller,
+    ProfileAccess,
+)
 from service.core.settings import Settings
 from service.matching.matcher import Matcher, popularity_among
 from service.matching.profile_sides import (
@@ -666,18 +672,11 @@ def _identity_of(row: ProfileRow | None) -> dict[str, Any]:
     if row is None:
         return {}
     shown = row.to_stored().model_dump(mode="json", exclude_none=True)
-    keep = (
-        "platform",
-        "handle",
-        "display_name",
-        "bio",
-        "avatar_url",
-        "avatar_sha256",
-        "created_at",
-        "followers_count",
-        "verified",
-    )
-    return {name: shown[name] for name in keep if name in shown}
+    return {name: value for name, value in shown.items() if name in _IDENTITY_FIELDS}
+
+
+# An identity is the public face of a profile (what anyone may read of it), less its address.
+_IDENTITY_FIELDS = PUBLIC_PROFILE_FIELDS - {"profile_url"}
 
 
 def _profile_document(row: ProfileRow) -> dict[str, Any]:
