@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from models.bounds import ScoreBounds
 from models.scoring import ScoringModel
 from service.core.settings import Settings
+from service.evidence.signing import EvidenceSigner
 from service.store import Store
 
 # The admin connection used to create and drop one scratch database per test.
@@ -110,3 +112,9 @@ def open_engine() -> Callable[[Settings], AbstractContextManager[Any]]:
             engine.close()
 
     return opener
+
+
+@pytest.fixture
+def signer(tmp_path: Path) -> EvidenceSigner:
+    """The service's evidence and audit signing key, in the test's own folder."""
+    return EvidenceSigner(tmp_path / "evidence-signing.key")

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -26,11 +25,6 @@ from service.store.cases import CaseStore, NewCapture, NewCase
 from service.store.store import AvatarBlob
 
 ALICE = Actor("alice", key_id=7)
-
-
-@pytest.fixture
-def signer(tmp_path: Path) -> EvidenceSigner:
-    return EvidenceSigner(tmp_path / "evidence-signing.key")
 
 
 @pytest.fixture

@@ -30,11 +30,6 @@ MALLORY = "mallory"
 
 
 @pytest.fixture
-def signer(tmp_path: Path) -> EvidenceSigner:
-    return EvidenceSigner(tmp_path / "evidence-signing.key")
-
-
-@pytest.fixture
 def audit(store: Store, signer: EvidenceSigner) -> AuditStore:
     return AuditStore(store, signer=signer)
 

@@ -20,6 +20,7 @@ from service.matching.profile_sides import side_of_row
 from service.store import Store
 from service.watchlist.service import AlertQuery, RegisterRequest, Watchlist, _entry_side
 from tests.images import b64, jpeg_bytes, photo
+from tests.support import jane
 
 pytestmark = pytest.mark.slow
 
@@ -47,20 +48,6 @@ def engine(tmp_path: Path, embedder: BioEmbedder) -> Iterator[Engine]:
 
 
 BIO = "Marine biologist in Lisbon. Writing about octopus intelligence and coral reefs."
-
-
-def jane(**overrides: Any) -> dict[str, Any]:
-    record = {
-        "platform": "twitter",
-        "handle": "janedoe",
-        "display_name": "Jane Doe",
-        "bio": BIO,
-        "avatar_base64": b64(jpeg_bytes(photo(1))),
-        "created_at": "2011-03-02T10:00:00Z",
-        "followers_count": 5400,
-        "verified": True,
-    }
-    return {**record, **overrides}
 
 
 def clone(**overrides: Any) -> dict[str, Any]:
