@@ -21,11 +21,16 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from indexers import avatar as avatar_hashing
+from indexers import text
+from indexers.compare import ProfileSide
 from models.errors import ConfigurationError
 from service.core.settings import Settings
 from service.indexes.base import BinaryIndex, FloatIndex, NameIndex
@@ -292,6 +297,35 @@ class IndexSet:
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Exclusive lock for adds, removes and replaces."""
         return self._lock.writing()
+
+    def add_sides(self, sides: Iterable[tuple[int, ProfileSide]]) -> None:
+        """Add each (id, side) to every index its fields belong in, one call per index (the
+        caller holds the write lock)."""
+        avatar_ids: list[int] = []
+        avatar_codes: list[np.ndarray] = []
+        bio_ids: list[int] = []
+        bio_vectors: list[np.ndarray] = []
+        name_ids: list[int] = []
+        name_keys: list[np.ndarray] = []
+        name_texts: list[tuple[str, str]] = []
+        for key, side in sides:
+            if side.avatar_hashes is not None:
+                codes = avatar_hashing.index_codes(side.avatar_hashes)
+                avatar_codes.append(codes)
+                avatar_ids.extend([key] * len(codes))
+            if side.bio_vector is not None:
+                bio_ids.append(key)
+                bio_vectors.append(side.bio_vector)
+            if side.name_key or side.handle_norm:
+                name_ids.append(key)
+                name_keys.append(text.candidate_keys(side.name_key, side.handle_norm))
+                name_texts.append((side.name_key, side.handle_norm))
+        if avatar_codes:
+            self.avatar.add(np.asarray(avatar_ids, dtype=np.int64), np.concatenate(avatar_codes))
+        if bio_vectors:
+            self.bio.add(np.asarray(bio_ids, dtype=np.int64), np.stack(bio_vectors))
+        if name_ids:
+            self.names.add_many(np.asarray(name_ids, dtype=np.int64), name_keys, name_texts)
 
     @property
     def profile_count(self) -> int:

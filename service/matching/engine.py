@@ -813,27 +813,7 @@ class Engine:
 
 def _add_rows(indexes: IndexSet, rows: list[ProfileRow]) -> None:
     """Add stored profiles to every index (the caller holds the write lock)."""
-    avatar_ids, avatar_codes, bio_ids, bio_vectors = [], [], [], []
-    name_ids, name_keys_list, name_texts = [], [], []
-    for row in rows:
-        side = side_of_row(row)
-        if side.avatar_hashes is not None:
-            codes = avatar_hashing.index_codes(side.avatar_hashes)
-            avatar_codes.append(codes)
-            avatar_ids.extend([row.id] * len(codes))
-        if side.bio_vector is not None:
-            bio_ids.append(row.id)
-            bio_vectors.append(side.bio_vector)
-        if row.name_key or row.handle_norm:
-            name_ids.append(row.id)
-            name_keys_list.append(text.candidate_keys(row.name_key, row.handle_norm))
-            name_texts.append((row.name_key, row.handle_norm))
-    if avatar_codes:
-        indexes.avatar.add(np.asarray(avatar_ids, dtype=np.int64), np.concatenate(avatar_codes))
-    if bio_vectors:
-        indexes.bio.add(np.asarray(bio_ids, dtype=np.int64), np.stack(bio_vectors))
-    if name_ids:
-        indexes.names.add_many(np.asarray(name_ids, dtype=np.int64), name_keys_list, name_texts)
+    indexes.add_sides((row.id, side_of_row(row)) for row in rows)
 
 
 def scan_error_record(where: str, raw: Any, exc: CloneFinderError) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 
 from indexers import avatar as avatar_hashing
-from indexers import text
 from indexers.compare import ProfileSide, Sharers, SideColumns, identity_popularity
 from models.errors import CloneFinderError
 from models.profile import ProfileRecord, parse_record
@@ -219,28 +218,8 @@ def _local_index(engine: Engine, uploads: Sequence[_Upload]) -> IndexSet:
         bio_dim=engine.embedder.dim,
         avatar_code_bytes=avatar_hashing.CODE_BYTES,
     )
-    avatar_ids, avatar_codes, bio_ids, bio_vectors, name_ids, keys = [], [], [], [], [], []
-    name_texts = []
-    for i, upload in enumerate(uploads):
-        side = upload.side
-        if side.avatar_hashes is not None:
-            codes = avatar_hashing.index_codes(side.avatar_hashes)
-            avatar_codes.append(codes)
-            avatar_ids.extend([i] * len(codes))
-        if side.bio_vector is not None:
-            bio_ids.append(i)
-            bio_vectors.append(side.bio_vector)
-        if side.name_key or side.handle_norm:
-            name_ids.append(i)
-            keys.append(text.candidate_keys(side.name_key, side.handle_norm))
-            name_texts.append((side.name_key, side.handle_norm))
     with local.writing():
-        if avatar_codes:
-            local.avatar.add(np.asarray(avatar_ids, dtype=np.int64), np.concatenate(avatar_codes))
-        if bio_vectors:
-            local.bio.add(np.asarray(bio_ids, dtype=np.int64), np.stack(bio_vectors))
-        if name_ids:
-            local.names.add_many(np.asarray(name_ids, dtype=np.int64), keys, name_texts)
+        local.add_sides((i, upload.side) for i, upload in enumerate(uploads))
     return local
 
 
