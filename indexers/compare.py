@@ -16,7 +16,7 @@ import indexers.text as text
 from indexers import avatar as avatar_hashing
 from indexers.bio import normalize_bio
 from models.result import Context, PairEvidence
-from models.scoring import NEAR_HANDLE_EDITS, SHARED_NAME
+from models.scoring import NEAR_HANDLE_EDITS, SHARED_BY_FEW, SHARED_NAME
 
 # Two bios this alike are one text with cosmetic edits; also the cut for "many share this bio".
 BIO_NEAR_IDENTICAL = 0.95
@@ -216,6 +216,9 @@ def compare(
     query_lookalikes = text.lookalikes(query.display_name or "")
     query_handle_rest = text.handle_beyond_name(query.handle_norm, query.name_key)
     query_declares = text.declares_unaffiliated(query.display_name, query.bio)
+    # Whether other indexed identities carry the query's name: then an everyday word beside it
+    # in both handles is what namesakes pick too.
+    namesakes = popularity.name > SHARED_BY_FEW
     evidence = []
     for i, cand in enumerate(candidates):
         bits = avatar_bits[i]
@@ -243,15 +246,13 @@ def compare(
             and query.name_key == cand.name_key
             and text.is_typo_handle(query.handle, cand.handle)
         )
-        cand_handle_rest = (
-            text.handle_beyond_name(cand.handle_norm, cand.name_key)
-            if shared_name and handle_sim is not None and query_handle_rest is not None
-            else None
+        query_rest, cand_rest = _rests_beyond_name(
+            query, cand, query_handle_rest, shared_name=shared_name and handle_sim is not None
         )
         # A namesake's handle may spell the same name, but never by swapping look-alike
         # characters into another's handle, nor by misspelling it: that is disguise.
         only_the_name = not (handle_lookalike or handle_typo) and _agree_only_in_the_name(
-            query_handle_rest, cand_handle_rest
+            query_rest, cand_rest, namesakes=namesakes
         )
         cand_bio = normalize_bio(cand.bio)
         evidence.append(
@@ -274,7 +275,7 @@ def compare(
                 if handle_sim is None
                 else text.handle_edits(query.handle, cand.handle),
                 handle_from_name=only_the_name,
-                handles_only_name=cand_handle_rest == "" and query_handle_rest == "",
+                handles_only_name=cand_rest == "" and query_rest == "",
                 bio=bio_scores[i],
                 bio_exact=bool(query_bio) and query_bio.casefold() == cand_bio.casefold(),
                 bio_popularity=popularity.bio,
@@ -400,16 +401,41 @@ def pair_similarities(
     return PairSimilarities(avatar=avatar, bio=bio, name=name, handle=handle)
 
 
-def _agree_only_in_the_name(query_rest: str | None, candidate_rest: str | None) -> bool:
+def _rests_beyond_name(
+    query: ProfileSide, candidate: ProfileSide, query_rest: str | None, *, shared_name: bool
+) -> tuple[str | None, str | None]:
+    """What each handle adds to the name the two share (None where it spells none of it):
+    each against its own display name where the names are alike, both against the fuller one
+    where one is a short form of the other ("James" beside "James Johnson", both handles
+    "jamesjohnson"), as a namesake may show a shorter name; (None, None) where the handles
+    are not compared against a name."""
+    if shared_name:
+        if query_rest is None:
+            return None, None
+        return query_rest, text.handle_beyond_name(candidate.handle_norm, candidate.name_key)
+    fuller = text.fuller_form(query.name_key, candidate.name_key)
+    if not fuller or not query.handle_norm or not candidate.handle_norm:
+        return None, None
+    return (
+        text.handle_beyond_name(query.handle_norm, fuller),
+        text.handle_beyond_name(candidate.handle_norm, fuller),
+    )
+
+
+def _agree_only_in_the_name(
+    query_rest: str | None, candidate_rest: str | None, *, namesakes: bool = False
+) -> bool:
     """Whether two handles that both spell their display name share nothing else: both are
     the bare name, or what each adds to it differs ("mayaokafor" and "mayaokaforart",
-    "maria_garcia31" and "maria_garcia_dr"); not when the additions are one, copied with a
-    letter changed ("sonia_linus" and "sonia_linuss"). Misspellings of a handle that spells
-    the name are `text.is_typo_handle`'s."""
+    "maria_garcia31" and "maria_garcia_dr"), or, where the name has `namesakes`, both add the
+    same everyday word ("johnreads" of two John Smiths: many Johns read); not when the
+    additions are one of their own, copied, or copied with a letter changed ("sonia_linus" and
+    "sonia_linuss"). Misspellings of a handle that spells the name are
+    `text.is_typo_handle`'s."""
     if query_rest is None or candidate_rest is None:
         return False
-    if query_rest == candidate_rest == "":
-        return True
+    if query_rest == candidate_rest:
+        return query_rest == "" or (namesakes and text.is_ordinary_words(query_rest))
     # What each adds is its own ("art", "music") unless the two are one addition, copied with
     # a letter changed ("linus" and "linuss").
     return text.handle_similarity(query_rest, candidate_rest) < _SAME_ADDITION

@@ -830,3 +830,47 @@ def handle_beyond_name(handle_norm: str, name_key: str) -> str | None:
     if end <= start:
         return None
     return handle_norm[:start] + handle_norm[end:]
+
+
+# What a handle adds to a name counts as ordinary when it is one word of the language, or two
+# words of three letters or more ("reads", "just", "artandmusic"), the way people describe
+# themselves; shorter pieces would let most invented strings split into "words".
+_ORDINARY_PIECE = 3
+
+
+def is_ordinary_words(addition: str) -> bool:
+    """Whether a handle's addition to a name ("reads" of "johnreads", "just" of
+    "justjohndavis") is made of ordinary words that anyone might add ("art", "runs"), as
+    opposed to a string of its own ("zorblat", "mg7x"). The words are the bundled embedding
+    model's vocabulary, folded as handles are: English words and common names."""
+    words = _ordinary_words()
+    if addition in words:
+        return True
+    return any(
+        addition[:cut] in words and addition[cut:] in words
+        for cut in range(_ORDINARY_PIECE, len(addition) - _ORDINARY_PIECE + 1)
+    )
+
+
+@functools.cache
+def _ordinary_words() -> frozenset[str]:
+    # Imported here: the vocabulary is read once, on first use, from the bundled model.
+    from indexers.bio import bundled_model_path
+
+    lines = (bundled_model_path() / "vocab.txt").read_text(encoding="utf-8").split()
+    plain = (word for word in lines if word.isascii() and word.isalpha() and len(word) >= 2)
+    return frozenset(key for key in (normalize_handle(word) for word in plain) if key)
+
+
+def fuller_form(a: str, b: str) -> str:
+    """The fuller of two normalized names when the other is a short form of it, else "": the
+    first name alone, or with the other names cut to initials ("james", "david s" beside
+    "james johnson", "david smith"), as people show their own name on a profile."""
+    short, full = sorted((a.split(), b.split()), key=lambda words: len("".join(words)))
+    if not short or short == full or short[0] != full[0]:
+        return ""
+    rest = iter(full[1:])
+    # Each later word of the short form begins a later word of the full name, in order.
+    if all(any(word.startswith(piece) for word in rest) for piece in short[1:]):
+        return " ".join(full)
+    return ""

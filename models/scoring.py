@@ -397,8 +397,13 @@ def reasons(e: PairEvidence) -> list[str]:
         elif e.handle_lookalike:
             out.append("handle is the other's with look-alike characters swapped in")
         if e.handle_from_name and e.handle >= 0.8:
-            if not _copied_spelling(columns)[0]:
+            if not _copied_spelling(columns)[0] and e.handles_only_name:
                 out.append("but both handles just spell the display name, as a namesake's would")
+            elif not _copied_spelling(columns)[0]:
+                out.append(
+                    "but the handles agree only in the name and everyday words, as "
+                    "namesakes' handles often do"
+                )
             else:
                 out.append(
                     "both handles spell the display name, one the other's within a keystroke "

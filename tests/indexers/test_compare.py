@@ -44,6 +44,57 @@ def test_handles_that_agree_only_in_the_name_are_marked(
     assert evidence.handle is not None and evidence.handle > 0.6
 
 
+@pytest.mark.parametrize(
+    ("name", "query_handle", "candidate_handle"),
+    [
+        ("John Smith", "johnreads3", "johnreads"),  # the name and a word many Johns pick
+        ("John Davis", "justjohndavis9", "justjohndavis"),
+        ("Sara Bruno", "sarabrunoart", "sarabruno_art"),
+    ],
+)
+def test_an_everyday_word_beside_a_common_name_is_how_namesakes_handles_agree(
+    name: str, query_handle: str, candidate_handle: str
+) -> None:
+    """Two of the dozens who carry a name may both add "reads" or "art" to it; one whose name
+    nobody else carries, copied with that word, is the same account's handle copied."""
+    common = Popularity(name=20)
+    [among_namesakes] = compare(
+        side(name, query_handle), [side(name, candidate_handle)], popularity=common
+    )
+    assert among_namesakes.handle_from_name
+    assert not among_namesakes.handles_only_name
+    [alone] = compare(side(name, query_handle), [side(name, candidate_handle)])
+    assert not alone.handle_from_name
+
+
+def test_an_addition_of_ones_own_is_not_explained_by_namesakes() -> None:
+    """An invented addition ("zorblat") is nobody's everyday word: the same one on two handles
+    was copied, however many share the name."""
+    [evidence] = compare(
+        side("John Smith", "johnzorblat"),
+        [side("John Smith", "john_zorblat7")],
+        popularity=Popularity(name=20),
+    )
+    assert not evidence.handle_from_name
+
+
+@pytest.mark.parametrize(
+    ("query", "candidate"),
+    [
+        (("James Johnson", "James_johnson3"), ("James", "jamesjohnson")),
+        (("David Smith", "davidsmith5"), ("David S.", "Davidsmith")),
+    ],
+)
+def test_a_short_form_of_the_name_reads_handles_against_the_full_one(
+    query: tuple[str, str], candidate: tuple[str, str]
+) -> None:
+    """A namesake may show only a first name, or initials: a handle that spells the full name
+    is still what any namesake would pick."""
+    [evidence] = compare(side(*query), [side(*candidate)])
+    assert evidence.handle_from_name
+    assert evidence.handles_only_name
+
+
 def test_a_lookalike_swap_is_not_how_namesakes_handles_agree() -> None:
     """@danielec0tr0nei next to @danielecotronei, both "Daniele Cotronei": the handles spell
     only the name, but no namesake writes his with zeros for o's."""
