@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
+
+from models.reasons import explanations_of
 
 Label = Literal["likely_clone", "possible_clone", "unlikely"]
 Side = Literal["candidate", "query", "unknown"]
@@ -74,6 +76,26 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
+class Explanation(BaseModel):
+    """One reason in plain words (`text`, for the person checked) beside its technical form
+    (`detail`, exactly as in `reasons`)."""
+
+    text: str
+    detail: str
+
+
+EXPLANATIONS_DESCRIPTION = (
+    "each of `reasons`, in the same order: {text: a plain sentence for people, detail: the "
+    "reason as in `reasons`}"
+)
+
+
+def _explained(reasons: list[str]) -> list[Explanation]:
+    return [
+        Explanation(text=reason.text, detail=reason.detail) for reason in explanations_of(reasons)
+    ]
+
+
 class Verdict(BaseModel):
     """What the scoring model says of one pair."""
 
@@ -81,6 +103,11 @@ class Verdict(BaseModel):
     label: Label
     reasons: list[str]
     likely_impersonator: Side
+
+    @computed_field(description=EXPLANATIONS_DESCRIPTION)  # type: ignore[prop-decorator]
+    @property
+    def explanations(self) -> list[Explanation]:
+        return _explained(self.reasons)
 
 
 class Match(BaseModel):
@@ -92,6 +119,12 @@ class Match(BaseModel):
     signals: dict[str, float | None]
     reasons: list[str]
     likely_impersonator: Side
+
+    # Made from `reasons` whenever it is read, so the two can never disagree.
+    @computed_field(description=EXPLANATIONS_DESCRIPTION)  # type: ignore[prop-decorator]
+    @property
+    def explanations(self) -> list[Explanation]:
+        return _explained(self.reasons)
 
 
 class QueryRef(BaseModel):

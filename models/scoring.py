@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from models import reasons as reason_forms
+from models.reasons import Reason
 from models.result import Context, Label, PairEvidence, Side, Verdict
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights.json")
@@ -349,105 +351,90 @@ class ScoringModel:
 
 
 def reasons(e: PairEvidence) -> list[str]:
-    """Short sentences a person can read and a lawyer can quote, strongest evidence first."""
-    out: list[str] = []
+    """Short sentences a person can read and a lawyer can quote, strongest evidence first:
+    the technical form of each of `explain(e)`."""
+    return [reason.detail for reason in explain(e)]
+
+
+def explain(e: PairEvidence) -> list[Reason]:
+    """The reasons of a pair, each in plain words for people and in its technical form,
+    strongest evidence first."""
+    out: list[Reason] = []
     columns = PairColumns.of([e])
     if e.avatar is not None and e.avatar_bits is not None:
+        bits = {"bits": e.avatar_bits, "total": HASH_BITS}
         if e.avatar >= 0.6 and e.avatar_crowded:
-            out.append(
-                f"avatars look alike in one part ({e.avatar_bits} of {HASH_BITS} bits differ "
-                "where they agree most), but other people's photos come as close, so it is "
-                "not taken for a copy"
-            )
+            out.append(reason_forms.AVATAR_CROWDED.say(**bits))
         elif e.avatar_bits == 0:
-            out.append("avatar is the same image: all 64 hash bits agree")
+            out.append(reason_forms.AVATAR_SAME.say(total=HASH_BITS))
         elif e.avatar >= 0.6:
-            out.append(f"avatar is a near-copy: {e.avatar_bits} of {HASH_BITS} bits differ")
+            out.append(reason_forms.AVATAR_NEAR_COPY.say(**bits))
         elif _avatar_differs(columns)[0] >= 0.5:
-            out.append(
-                f"avatars are different pictures: {e.avatar_bits} of {HASH_BITS} bits differ"
-            )
+            out.append(reason_forms.AVATARS_DIFFER.say(**bits))
         if e.avatar >= 0.6 and e.avatar_popularity > SHARED_BY_FEW:
-            out.append(
-                f"but that avatar is shared by {e.avatar_popularity} unrelated accounts "
-                "(a default or stock image), so it counts for little"
-            )
+            out.append(reason_forms.AVATAR_STOCK.say(count=e.avatar_popularity))
         elif e.avatar >= 0.6 and e.avatar_copies >= 2:
-            out.append(
-                f"the same photo is worn by {e.avatar_copies} other accounts, all of which "
-                "copy this identity (not a stock image)"
-            )
+            out.append(reason_forms.AVATAR_OF_CLONES.say(count=e.avatar_copies))
     if e.display_name is not None:
         if e.display_name_verbatim:
-            out.append("display name identical")
+            out.append(reason_forms.NAME_VERBATIM.say())
         elif e.display_name_exact:
-            out.append("display name identical after look-alike folding")
+            out.append(reason_forms.NAME_FOLDED.say())
         elif e.display_name >= 0.85:
-            out.append(f"display name nearly identical ({e.display_name:.0%} alike)")
-        out.extend(f"display name uses a look-alike letter: {note}" for note in e.lookalikes[:3])
+            out.append(reason_forms.NAME_NEAR.say(alike=f"{e.display_name:.0%}"))
+        out.extend(reason_forms.NAME_LOOKALIKE_LETTER.say(note=n) for n in e.lookalikes[:3])
     if e.handle is not None:
         if e.handle_exact:
-            out.append(
-                "handle is the same once decorations (separators, digits, 'real') are removed"
-            )
+            out.append(reason_forms.HANDLE_DECORATED.say())
         elif e.handle >= 0.8:
-            out.append(f"handle is similar ({e.handle:.0%} alike)")
+            out.append(reason_forms.HANDLE_SIMILAR.say(alike=f"{e.handle:.0%}"))
         if e.handle_typo:
-            out.append("handle is the other's with one letter doubled, dropped or changed")
+            out.append(reason_forms.HANDLE_TYPO.say())
         elif e.handle_lookalike:
-            out.append("handle is the other's with look-alike characters swapped in")
+            out.append(reason_forms.HANDLE_LOOKALIKE.say())
         if e.handle_from_name and e.handle >= 0.8:
             if not _copied_spelling(columns)[0] and e.handles_only_name:
-                out.append("but both handles just spell the display name, as a namesake's would")
+                out.append(reason_forms.HANDLE_SPELLS_NAME.say())
             elif not _copied_spelling(columns)[0]:
-                out.append(
-                    "but the handles agree only in the name and everyday words, as "
-                    "namesakes' handles often do"
-                )
+                out.append(reason_forms.HANDLE_NAME_AND_WORDS.say())
             else:
-                out.append(
-                    "both handles spell the display name, one the other's within a keystroke "
-                    "or two, and no other indexed account carries that name"
-                )
+                out.append(reason_forms.HANDLE_COPIED_SPELLING.say())
         if e.handle >= 0.8 and e.handle_popularity > SHARED_BY_FEW:
-            out.append(
-                f"but {e.handle_popularity} unrelated accounts have that handle too, "
-                "so it counts for little"
-            )
+            out.append(reason_forms.HANDLE_COMMON.say(count=e.handle_popularity))
     if e.declared_unaffiliated:
-        out.append(
-            "one account says it is a fan, parody or unofficial account: for a person to judge"
-        )
+        out.append(reason_forms.DECLARED_UNAFFILIATED.say())
     if e.bio is not None:
         if e.bio_exact:
-            out.append("bio copied verbatim")
+            out.append(reason_forms.BIO_VERBATIM.say())
         elif e.bio >= 0.9:
-            out.append(f"bio nearly identical (cosine similarity {e.bio:.2f})")
+            out.append(reason_forms.BIO_NEAR.say(cosine=f"{e.bio:.2f}"))
         elif e.bio >= 0.75:
-            out.append(f"bio similar in meaning (cosine similarity {e.bio:.2f})")
+            out.append(reason_forms.BIO_SAME_MEANING.say(cosine=f"{e.bio:.2f}"))
         elif _bio_differs(columns)[0] >= 0.5:
-            out.append(f"bios are unrelated (cosine similarity {e.bio:.2f})")
+            out.append(reason_forms.BIOS_UNRELATED.say(cosine=f"{e.bio:.2f}"))
         if e.bio >= 0.9 and e.bio_popularity > SHARED_BY_FEW:
-            out.append(
-                f"but that bio is shared by {e.bio_popularity} unrelated accounts (a template), "
-                "so it counts for little"
-            )
+            out.append(reason_forms.BIO_TEMPLATE.say(count=e.bio_popularity))
     out.extend(_context_reasons(e.query_context, e.candidate_context))
     if not out:
-        out.append("no field is strongly alike")
+        out.append(reason_forms.NOTHING_ALIKE.say())
     return out
 
 
-def _context_reasons(query: Context, candidate: Context) -> list[str]:
+def _context_reasons(query: Context, candidate: Context) -> list[Reason]:
     out = []
     if query.created_at and candidate.created_at and query.created_at != candidate.created_at:
-        newer = "candidate" if candidate.created_at > query.created_at else "query"
-        out.append(
-            f"the {newer} account is newer (created {_day(candidate.created_at)} vs "
-            f"{_day(query.created_at)})"
+        newer = (
+            reason_forms.NEWER_ACCOUNT
+            if candidate.created_at > query.created_at
+            else reason_forms.OLDER_ACCOUNT
         )
+        out.append(newer.say(created=_day(candidate.created_at), yours=_day(query.created_at)))
     if query.verified != candidate.verified and (query.verified or candidate.verified):
-        out.append(f"only the {'query' if query.verified else 'candidate'} account is verified")
+        out.append(
+            reason_forms.ONLY_YOURS_VERIFIED.say()
+            if query.verified
+            else reason_forms.ONLY_THEIRS_VERIFIED.say()
+        )
     return out
 
 

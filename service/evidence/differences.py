@@ -70,10 +70,11 @@ def _spelled(text: str) -> str:
     return ", ".join(code_point(ch) for ch in text)
 
 
-def character_differences(victim: str, clone: str) -> list[str]:
+def character_differences(victim: str, clone: str, *, original: str = "the victim") -> list[str]:
     """How `clone` differs from `victim`, character by character, each named by code point
     ("'Ο' (U+039F GREEK CAPITAL LETTER OMICRON) where the victim has 'O' (U+004F LATIN
-    CAPITAL LETTER O)"); at most MAX_NOTES notes."""
+    CAPITAL LETTER O)"); at most MAX_NOTES notes. `original` names the victim's side in
+    them ("yours" in a report for the person checked)."""
     notes: list[str] = []
     matcher = difflib.SequenceMatcher(a=victim, b=clone, autojunk=False)
     for op, a0, a1, b0, b1 in matcher.get_opcodes():
@@ -82,9 +83,9 @@ def character_differences(victim: str, clone: str) -> list[str]:
         gone, added = victim[a0:a1], clone[b0:b1]
         if op == "replace" and len(gone) == len(added):
             for old, new in zip(gone, added, strict=True):
-                notes.append(f"{code_point(new)} where the victim has {code_point(old)}")
+                notes.append(f"{code_point(new)} where {original} has {code_point(old)}")
         elif op == "replace":
-            notes.append(f"{_spelled(added)} where the victim has {_spelled(gone)}")
+            notes.append(f"{_spelled(added)} where {original} has {_spelled(gone)}")
         elif op == "insert":
             notes.append(f"added {_spelled(added)}")
         else:
@@ -103,7 +104,12 @@ def _shown(value: Any) -> str:
 
 
 def compare_field(
-    label: str, victim_value: Any, clone_value: Any, *, spell: bool = True
+    label: str,
+    victim_value: Any,
+    clone_value: Any,
+    *,
+    spell: bool = True,
+    original: str = "the victim",
 ) -> FieldComparison:
     victim, clone = _shown(victim_value), _shown(clone_value)
     if not victim and not clone:
@@ -120,14 +126,27 @@ def compare_field(
         mark = "differs"
     notes: list[str] = []
     if spell and mark in ("look-alike", "differs") and isinstance(victim_value, str):
-        notes = character_differences(victim, clone)
+        notes = character_differences(victim, clone, original=original)
     return FieldComparison(label=label, victim=victim, clone=clone, mark=mark, notes=notes)
 
 
-def compare_records(victim: dict[str, Any], clone: dict[str, Any]) -> list[FieldComparison]:
-    """Every field either record has, compared; fields neither has are left out."""
+def compare_records(
+    victim: dict[str, Any],
+    clone: dict[str, Any],
+    *,
+    original: str = "the victim",
+    fields: tuple[tuple[str, str], ...] = COMPARED_FIELDS,
+) -> list[FieldComparison]:
+    """Every field of `fields` either record has, compared; fields neither has are left
+    out. `original` names the victim's side in the notes."""
     return [
-        compare_field(label, victim.get(name), clone.get(name), spell=name in SPELLED_FIELDS)
-        for name, label in COMPARED_FIELDS
+        compare_field(
+            label,
+            victim.get(name),
+            clone.get(name),
+            spell=name in SPELLED_FIELDS,
+            original=original,
+        )
+        for name, label in fields
         if victim.get(name) not in (None, "") or clone.get(name) not in (None, "")
     ]

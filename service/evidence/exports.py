@@ -88,6 +88,12 @@ class EvidenceSet:
     items: list[EvidenceItem]
     avatars: dict[str, AvatarBlob]  # every avatar a capture names, by SHA-256
 
+    @property
+    def is_check(self) -> bool:
+        """Whether this is a check exported by the person checked: a case that is not stored,
+        whose report speaks to that person rather than to a lawyer."""
+        return self.case.get("id") is None
+
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

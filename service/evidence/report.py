@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from collections import Counter
 from dataclasses import dataclass
-from functools import lru_cache
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,16 @@ from fpdf.fonts import FontFace
 from PIL import Image, ImageOps
 
 from models.errors import ConfigurationError
-from service.evidence.differences import FieldComparison, compare_records
+from models.reasons import explanations_of
+from service.evidence.differences import COMPARED_FIELDS, FieldComparison, compare_records
 from service.evidence.exports import EvidenceItem, EvidenceSet
+from service.evidence.plain_words import (
+    COPY_LABELS,
+    SCORE_MEANING,
+    impersonation_form,
+    label_words,
+    likely_copy_words,
+)
 from service.store.store import AvatarBlob
 
 logger = logging.getLogger(__name__)
@@ -59,7 +68,8 @@ FALLBACK_ORDER = (
     "symbols",
     "symbols2",
 )
-FONT_PACKAGES = "fonts-noto-core, fonts-noto-cjk and fonts-noto-color-emoji"
+FONT_PACKAGE_NAMES = ("fonts-noto-core", "fonts-noto-cjk", "fonts-noto-color-emoji")
+FONT_PACKAGES = f"{', '.join(FONT_PACKAGE_NAMES[:-1])} and {FONT_PACKAGE_NAMES[-1]}"
 
 AVATAR_MM = 55.0
 # A table row must fit on one page, so long values (a 10,000-character bio, long notes, many
@@ -82,8 +92,34 @@ class ReportFonts:
     paths: dict[str, Path]
 
 
-@lru_cache(maxsize=8)
-def _find_fonts(dirs: tuple[Path, ...]) -> dict[str, Path]:
+class MissingFontsError(ConfigurationError):
+    """A font the report needs is not installed. `message` names the files and the folders
+    searched, for whoever runs the service; `for_people` says it in one plain sentence."""
+
+    def __init__(self, missing: list[str], dirs: list[Path]) -> None:
+        super().__init__(
+            f"PDF reports need the Noto fonts, and {', '.join(missing)} were not found under "
+            f"{', '.join(str(d) for d in dirs)}: install Debian's {FONT_PACKAGES} "
+            "(or set CLONEFINDER_PDF_FONT_DIRS to the folders that hold them)"
+        )
+        self.missing = missing
+
+    @property
+    def for_people(self) -> str:
+        return (
+            "The PDF cannot be made because the fonts it is printed in are not installed on "
+            "the computer that runs clonefinder: install them with "
+            f"'sudo apt-get install {' '.join(FONT_PACKAGE_NAMES)}', then try again."
+        )
+
+
+# Complete sets of fonts, by the folders they were found under. A search that missed a
+# required font is not kept: the next export searches again, so fonts installed while the
+# service runs are found without a restart.
+_FOUND_FONTS: dict[tuple[Path, ...], ReportFonts] = {}
+
+
+def _search_fonts(dirs: tuple[Path, ...]) -> dict[str, Path]:
     wanted = {**REQUIRED_FONTS, **OPTIONAL_FONTS}
     by_file = {file: role for role, file in wanted.items()}
     found: dict[str, Path] = {}
@@ -97,19 +133,20 @@ def _find_fonts(dirs: tuple[Path, ...]) -> dict[str, Path]:
 
 
 def find_fonts(dirs: list[Path]) -> ReportFonts:
-    """The report's fonts, found under `dirs` (walked once per process).
+    """The report's fonts, found under `dirs` (walked until every required font is found,
+    then kept for the process).
 
-    Raises ConfigurationError naming the packages to install when a required one is missing.
+    Raises MissingFontsError naming the packages to install when a required one is missing.
     """
-    found = _find_fonts(tuple(dirs))
-    missing = sorted(REQUIRED_FONTS[role] for role in REQUIRED_FONTS if role not in found)
-    if missing:
-        raise ConfigurationError(
-            f"PDF reports need the Noto fonts, and {', '.join(missing)} were not found under "
-            f"{', '.join(str(d) for d in dirs)}: install Debian's {FONT_PACKAGES} "
-            "(or set CLONEFINDER_PDF_FONT_DIRS to the folders that hold them)"
-        )
-    return ReportFonts(paths=found)
+    key = tuple(dirs)
+    fonts = _FOUND_FONTS.get(key)
+    if fonts is None:
+        found = _search_fonts(key)
+        missing = sorted(REQUIRED_FONTS[role] for role in REQUIRED_FONTS if role not in found)
+        if missing:
+            raise MissingFontsError(missing, dirs)
+        fonts = _FOUND_FONTS.setdefault(key, ReportFonts(paths=found))
+    return fonts
 
 
 @dataclass(frozen=True)
@@ -138,9 +175,19 @@ class _Report(FPDF):
 
 
 def render_report(evidence: EvidenceSet, context: ReportContext, *, fonts: ReportFonts) -> bytes:
-    """The case's PDF report, as bytes."""
+    """The case's PDF report, as bytes.
+
+    A case's report is a lawyer's: a cover with the case's facts, a page per account, an
+    appendix on verification. A check's report is for the person checked, in plain words:
+    a first page that says who was checked, when, what was found and what to do with the
+    report, a page per account, and every technical detail in a final appendix.
+    """
     case = evidence.case
-    pdf = _Report(f"clonefinder evidence report · case {case.get('id') or '-'}")
+    if evidence.is_check:
+        footer = f"clonefinder report on {_who(_victim_of(evidence))}"
+    else:
+        footer = f"clonefinder evidence report · case {case.get('id') or '-'}"
+    pdf = _Report(footer)
     pdf.set_title(f"Evidence report: {case.get('title', '')}")
     pdf.set_creator(f"clonefinder {context.software.get('clonefinder', '')}")
     pdf.set_auto_page_break(True, margin=16)
@@ -156,10 +203,16 @@ def render_report(evidence: EvidenceSet, context: ReportContext, *, fonts: Repor
     pdf.set_fallback_fonts(fallbacks, exact_match=False)
     pdf.set_text_shaping(True)
 
-    _cover(pdf, evidence, context)
-    for number, item in enumerate(evidence.items, start=1):
-        _item_page(pdf, evidence, item, number)
-    _appendix(pdf, evidence, context)
+    if evidence.is_check:
+        _first_page(pdf, evidence, context)
+        for number, item in enumerate(evidence.items, start=1):
+            _account_page(pdf, evidence, item, number)
+        _technical_appendix(pdf, evidence, context)
+    else:
+        _cover(pdf, evidence, context)
+        for number, item in enumerate(evidence.items, start=1):
+            _item_page(pdf, evidence, item, number)
+        _appendix(pdf, evidence, context)
     return bytes(pdf.output())
 
 
@@ -316,19 +369,40 @@ def _item_page(pdf: FPDF, evidence: EvidenceSet, item: EvidenceItem, number: int
     )
     pdf.ln(2)
 
-    top = pdf.get_y()
-    left = pdf.l_margin
-    right = pdf.w - pdf.r_margin - AVATAR_MM
-    victim_avatar = evidence.avatars.get((victim.get("avatar") or {}).get("sha256", ""))
-    clone_avatar = evidence.avatars.get((clone.get("avatar") or {}).get("sha256", ""))
-    victim_name = f"victim: @{victim_record.get('handle', '')}"
-    _avatar_box(pdf, left, top, victim_avatar, victim_name)
-    _avatar_box(pdf, right, top, clone_avatar, f"clone: @{clone_record.get('handle', '')}")
-    pdf.set_xy(left, top + AVATAR_MM + 8)
-
+    _avatars_side_by_side(
+        pdf,
+        evidence,
+        content,
+        (
+            f"victim: @{victim_record.get('handle', '')}",
+            f"clone: @{clone_record.get('handle', '')}",
+        ),
+    )
     _comparison(pdf, compare_records(victim_record, clone_record))
 
     _line(pdf, "Why", size=11, bold=True)
+    _technical_reasons(pdf, content)
+    pdf.ln(2)
+
+    _line(pdf, "Capture", size=11, bold=True)
+    _pairs(pdf, _capture_rows(item))
+
+
+def _avatars_side_by_side(
+    pdf: FPDF, evidence: EvidenceSet, content: dict[str, Any], captions: tuple[str, str]
+) -> None:
+    """The victim's avatar at the left, the clone's at the right, each with its caption."""
+    top = pdf.get_y()
+    left = pdf.l_margin
+    right = pdf.w - pdf.r_margin - AVATAR_MM
+    for side, x, caption in (("victim", left, captions[0]), ("clone", right, captions[1])):
+        sha256 = (content.get(side, {}).get("avatar") or {}).get("sha256", "")
+        _avatar_box(pdf, x, top, evidence.avatars.get(sha256), caption)
+    pdf.set_xy(left, top + AVATAR_MM + 8)
+
+
+def _technical_reasons(pdf: FPDF, content: dict[str, Any]) -> None:
+    """A capture's reasons as the scorer states them, and its signals."""
     pdf.set_font("sans", size=9)
     for reason in content.get("reasons") or ["(no reasons given)"]:
         pdf.multi_cell(0, 4.6, f"• {reason}", new_x=XPos.LMARGIN, new_y=YPos.NEXT, align="L")
@@ -337,9 +411,13 @@ def _item_page(pdf: FPDF, evidence: EvidenceSet, item: EvidenceItem, number: int
         f"{name} {'-' if value is None else f'{value:.2f}'}" for name, value in signals.items()
     )
     pdf.multi_cell(0, 4.6, f"Signals: {shown}", new_x=XPos.LMARGIN, new_y=YPos.NEXT, align="L")
-    pdf.ln(2)
 
-    _line(pdf, "Capture", size=11, bold=True)
+
+def _capture_rows(item: EvidenceItem) -> list[tuple[str, str]]:
+    """Where, when and from what an item's latest capture was made, with its digests."""
+    content = item.latest.content
+    clone = content.get("clone", {})
+    victim = content.get("victim", {})
     rows = [
         ("captured at", str(content.get("captured_at", ""))),
         ("source", str(content.get("source", ""))),
@@ -363,10 +441,16 @@ def _item_page(pdf: FPDF, evidence: EvidenceSet, item: EvidenceItem, number: int
         if len(earlier) > MAX_EARLIER_SHOWN:
             shown += f"; and {len(earlier) - MAX_EARLIER_SHOWN} earlier (see the appendix)"
         rows.append(("earlier captures", shown))
-    _pairs(pdf, rows)
+    return rows
 
 
-def _comparison(pdf: FPDF, fields: list[FieldComparison]) -> None:
+def _comparison(
+    pdf: FPDF,
+    fields: list[FieldComparison],
+    *,
+    sides: tuple[str, str] = ("victim", "clone"),
+    mark_names: dict[str, str] | None = None,
+) -> None:
     _line(pdf, "Field by field", size=11, bold=True)
     pdf.set_font("sans", size=8.5)
     with pdf.table(
@@ -376,7 +460,7 @@ def _comparison(pdf: FPDF, fields: list[FieldComparison]) -> None:
         borders_layout="HORIZONTAL_LINES",
     ) as table:
         header = table.row()
-        for title in ("field", "victim", "clone", ""):
+        for title in ("field", *sides, ""):
             header.cell(title)
         for field in fields:
             row = table.row()
@@ -387,13 +471,18 @@ def _comparison(pdf: FPDF, fields: list[FieldComparison]) -> None:
                 clone += "\n" + "\n".join(f"▸ {note}" for note in field.notes)
             colour = MARK_COLOURS[field.mark] if field.mark != "same" else None
             row.cell(clone, style=FontFace(color=colour) if colour else None)
-            row.cell(field.mark, style=FontFace(emphasis="BOLD", color=MARK_COLOURS[field.mark]))
+            shown = (mark_names or {}).get(field.mark, field.mark)
+            row.cell(shown, style=FontFace(emphasis="BOLD", color=MARK_COLOURS[field.mark]))
     pdf.ln(3)
 
 
 def _appendix(pdf: FPDF, evidence: EvidenceSet, context: ReportContext) -> None:
     pdf.add_page()
     _heading(pdf, "Appendix: digests and how to verify them")
+    _verification(pdf, evidence, context)
+
+
+def _verification(pdf: FPDF, evidence: EvidenceSet, context: ReportContext) -> None:
     _line(pdf, "Manifest digest (of the evidence files below):", size=10, bold=True)
     _line(pdf, context.evidence_digest, size=10, bold=True)
     pdf.ln(2)
@@ -439,3 +528,226 @@ def _appendix(pdf: FPDF, evidence: EvidenceSet, context: ReportContext) -> None:
                 )
             )
     _pairs(pdf, rows or [("-", "no captures")], widths=(85, 95))
+
+
+# -- the report of a check, for the person checked ----------------------------------------------
+
+# What the account pages show of the two records: the avatars' digests are in the appendix.
+PERSON_FIELDS = tuple((name, label) for name, label in COMPARED_FIELDS if name != "avatar_sha256")
+PERSON_SIDES = ("yours", "this account")
+PERSON_MARK_NAMES = {"only victim": "only yours", "only clone": "only theirs"}
+APPENDIX_TITLE = "Appendix: technical details"
+
+
+def _who(record: dict[str, Any]) -> str:
+    """The checked identity as a person names it: "Jane Rivera (@jane_rivera on twitter)"."""
+    handle = f"@{record.get('handle')}" if record.get("handle") else ""
+    account = f"{handle} on {record['platform']}" if handle and record.get("platform") else handle
+    name = str(record.get("display_name") or "").strip()
+    if name and account:
+        return f"{name} ({account})"
+    return name or account or "an identity"
+
+
+def _to_the_minute(moment: Any) -> str:
+    """An RFC 3339 time as a person reads it: "21 November 2026, 08:00 UTC"."""
+    try:
+        parsed = datetime.fromisoformat(str(moment))
+    except ValueError:
+        return str(moment or "")
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC)
+    return f"{parsed.day} {parsed:%B %Y, %H:%M} UTC"
+
+
+def _plural(count: int, one: str, many: str) -> str:
+    return f"{count} {one if count == 1 else many}"
+
+
+def _found(evidence: EvidenceSet) -> str:
+    """What the check found, in one sentence."""
+    labels = Counter(str(item.latest.content.get("label")) for item in evidence.items)
+    copies = sum(labels[label] for label in COPY_LABELS)
+    others = len(evidence.items) - copies
+    if copies:
+        kinds = ", ".join(
+            f"{labels[label]} {label_words(label)}" for label in COPY_LABELS if labels[label]
+        )
+        found = (
+            f"{_plural(copies, 'account looks', 'accounts look')} like "
+            f"{'a copy' if copies == 1 else 'copies'} of you ({kinds})."
+        )
+    else:
+        found = "No account looks like a copy of you."
+    if others:
+        found += f" {_plural(others, 'other account was', 'other accounts were')} compared too: "
+        found += "probably not copies."
+    return found
+
+
+def _first_page(pdf: FPDF, evidence: EvidenceSet, context: ReportContext) -> None:
+    """Who was checked, when, what was found and what to do with this report."""
+    pdf.add_page()
+    who = _who(_victim_of(evidence))
+    _heading(pdf, "Accounts that copy you: a clonefinder report", size=18)
+    _pairs(
+        pdf,
+        [
+            ("Who was checked", who),
+            ("When", _to_the_minute(context.generated_at)),
+            ("What was found", _found(evidence)),
+        ],
+    )
+    _line(pdf, "What to do with this report", size=11, bold=True)
+    pdf.set_font("sans", size=10)
+    if evidence.items:
+        advice = (
+            "Report each account to its platform as an account that pretends to be you, "
+            "through the platform's impersonation form, and attach this PDF to the form. "
+            "The next pages show each account beside yours: what it copies and why it looks "
+            "like a copy. The appendix at the end holds the technical details that let the "
+            "platform, or a lawyer, check this report."
+        )
+    else:
+        advice = (
+            "Keep it: it records that no account copying you was found on this date. Check "
+            "again from time to time, or ask clonefinder to watch your identity."
+        )
+    pdf.multi_cell(0, 5, advice, new_x=XPos.LMARGIN, new_y=YPos.NEXT, align="L")
+    pdf.ln(2)
+    platforms = sorted(
+        {str(_clone_record(item).get("platform") or "") for item in evidence.items} - {""}
+    )
+    if platforms:
+        _line(pdf, "Where to report", size=11, bold=True)
+        _pairs(
+            pdf,
+            [
+                (
+                    platform,
+                    impersonation_form(platform)
+                    or 'use "Report" on the account\'s own page and choose impersonation',
+                )
+                for platform in platforms
+            ],
+        )
+    if evidence.items:
+        _line(pdf, "The accounts, one page each", size=11, bold=True)
+        pdf.set_font("sans", size=9)
+        with pdf.table(
+            col_widths=(10, 95, 75),
+            text_align="LEFT",
+            line_height=4.8,
+            borders_layout="HORIZONTAL_LINES",
+        ) as table:
+            header = table.row()
+            for title in ("#", "account", SCORE_MEANING):
+                header.cell(title)
+            for number, item in enumerate(evidence.items, start=1):
+                content = item.latest.content
+                row = table.row()
+                row.cell(str(number))
+                row.cell(_account_name(_clone_record(item)))
+                row.cell(_how_sure(content))
+
+
+def _clone_record(item: EvidenceItem) -> dict[str, Any]:
+    record: dict[str, Any] = item.latest.content.get("clone", {}).get("record", {})
+    return record
+
+
+def _account_name(record: dict[str, Any]) -> str:
+    return f"@{record.get('handle', '')} on {record.get('platform', '')}"
+
+
+def _how_sure(content: dict[str, Any]) -> str:
+    # Cut, not rounded: a score of 0.999 is not a certainty, and "1.00" would say it is.
+    score = math.floor(float(content.get("score") or 0) * 100) / 100
+    return f"{label_words(content.get('label'))} ({score:.2f} of 1)"
+
+
+def _account_page(pdf: FPDF, evidence: EvidenceSet, item: EvidenceItem, number: int) -> None:
+    """One account beside the person's own: photos, fields, why it looks like a copy."""
+    content = item.latest.content
+    clone_record = _clone_record(item)
+    victim_record = content.get("victim", {}).get("record", {})
+    pdf.add_page()
+    _heading(pdf, f"Account {number}: {_account_name(clone_record)}")
+    _line(pdf, f"{SCORE_MEANING.capitalize()}: {_how_sure(content)}", size=11, bold=True)
+    _line(pdf, likely_copy_words(content.get("likely_impersonator")), size=10)
+    pdf.ln(2)
+    _avatars_side_by_side(
+        pdf,
+        evidence,
+        content,
+        (
+            f"you: @{victim_record.get('handle', '')}",
+            f"this account: @{clone_record.get('handle', '')}",
+        ),
+    )
+    _comparison(
+        pdf,
+        compare_records(victim_record, clone_record, original="yours", fields=PERSON_FIELDS),
+        sides=PERSON_SIDES,
+        mark_names=PERSON_MARK_NAMES,
+    )
+    _line(pdf, "Why it looks like a copy", size=11, bold=True)
+    pdf.set_font("sans", size=10)
+    for reason in explanations_of(content.get("reasons") or []):
+        pdf.multi_cell(0, 5, f"• {reason.text}", new_x=XPos.LMARGIN, new_y=YPos.NEXT, align="L")
+    pdf.ln(2)
+    seen = f"Seen on {_to_the_minute(content.get('captured_at'))}"
+    if content.get("source_url"):
+        seen += f" at {content['source_url']}"
+    _line(pdf, seen + ".", size=10)
+    if item.notes:
+        _line(pdf, f"Notes: {_clip(item.notes, MAX_PAIR_CHARS)}", size=10)
+    pdf.set_text_color(*GREY)
+    _line(pdf, f"The technical details of account {number} are in the appendix.", size=9)
+    pdf.set_text_color(0, 0, 0)
+
+
+def _technical_appendix(pdf: FPDF, evidence: EvidenceSet, context: ReportContext) -> None:
+    """Everything technical: the software, each account's reasons as the scorer states
+    them, its signals and digests, and how to verify the report."""
+    pdf.add_page()
+    _heading(pdf, APPENDIX_TITLE)
+    pdf.set_font("sans", size=9)
+    pdf.multi_cell(
+        0,
+        4.6,
+        "For the platform, a lawyer or anyone who checks this report: how each account was "
+        "scored, by what software, and the digests that prove the report unchanged.",
+        new_x=XPos.LMARGIN,
+        new_y=YPos.NEXT,
+        align="L",
+    )
+    pdf.ln(2)
+    _line(pdf, "This report", size=11, bold=True)
+    versions: dict[str, set[str]] = {}
+    for item in evidence.items:
+        for capture in item.captures:
+            for name, version in (capture.content.get("versions") or {}).items():
+                versions.setdefault(name, set()).add(str(version))
+    _pairs(
+        pdf,
+        [
+            ("report generated", f"{context.generated_at} by {context.generated_by}"),
+            *((name, ", ".join(sorted(found))) for name, found in sorted(versions.items())),
+            ("this report", f"clonefinder {context.software.get('clonefinder', '')}"),
+        ],
+    )
+    for number, item in enumerate(evidence.items, start=1):
+        content = item.latest.content
+        _line(pdf, f"Account {number}: {_account_name(_clone_record(item))}", size=11, bold=True)
+        _line(
+            pdf,
+            f"score {float(content.get('score') or 0):.3f} · {content.get('label', '')} · the "
+            f"likely copy: {content.get('likely_impersonator', '')}",
+            size=9,
+        )
+        _technical_reasons(pdf, content)
+        pdf.ln(1)
+        _pairs(pdf, _capture_rows(item))
+    _line(pdf, "Digests and how to verify them", size=11, bold=True)
+    _verification(pdf, evidence, context)

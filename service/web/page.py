@@ -38,6 +38,7 @@ from typing import Any
 from PIL import Image
 
 from models.errors import (
+    ConfigurationError,
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
@@ -49,6 +50,8 @@ from service.auth.roles import PAGE_PROFILE_ACCESS, Caller
 from service.cases.service import Operator
 from service.core.settings import Settings
 from service.evidence import Export
+from service.evidence.plain_words import impersonation_form, label_words
+from service.evidence.report import MissingFontsError
 from service.matching.engine import Engine
 from service.store import KeyStore
 from service.store.audit import Actor
@@ -237,8 +240,9 @@ class WebPage:
         return record
 
     def check(self, raw: Any) -> dict[str, Any]:
-        """The matches of what was sent, each with its avatar's address and account link,
-        and how many profiles were searched."""
+        """The matches of what was sent, each with its avatar's address, account link, label
+        in plain words and the platform's impersonation form, and how many profiles were
+        searched."""
         record = self.record(raw)
         with _avatar_errors(record):
             result = self._engine.check(
@@ -251,6 +255,8 @@ class WebPage:
             sha = profile.get("avatar_sha256")
             item["avatar"] = AVATAR_PATH.format(sha256=sha) if sha else None
             item["link"] = _web_link(profile.get("profile_url"))
+            item["label_words"] = label_words(match.label)
+            item["report_form"] = impersonation_form(profile.get("platform"))
             matches.append(item)
         return {
             "query": result.query.model_dump(mode="json"),
@@ -283,14 +289,20 @@ class WebPage:
         operator = Operator(
             actor=Actor(f"web page ({self._settings.web_mode})"), owner_key_id=None, scope=None
         )
-        with _avatar_errors(record):
-            return self._engine.cases.export_check(
-                operator,
-                record,
-                "pdf",
-                top_k=self._settings.web_max_matches,
-                access=self._access,
-            )
+        try:
+            with _avatar_errors(record):
+                return self._engine.cases.export_check(
+                    operator,
+                    record,
+                    "pdf",
+                    top_k=self._settings.web_max_matches,
+                    access=self._access,
+                )
+        except MissingFontsError as exc:
+            # The person reads one sentence; whoever runs the service finds the folders searched
+            # in its log.
+            logger.error("the page's evidence report cannot be made: %s", exc.message)
+            raise ConfigurationError(exc.for_people) from exc
 
     def avatar(self, sha256: str) -> bytes:
         """A stored avatar as a small JPEG; only an address a result gave can name one."""

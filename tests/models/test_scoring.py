@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime
 
 import pytest
 
-from models.result import Context, PairEvidence
-from models.scoring import FEATURE_NAMES, ScoringModel, likely_impersonator, reasons
+from models import reasons as reason_forms
+from models.result import Context, Match, PairEvidence
+from models.scoring import (
+    FEATURE_NAMES,
+    ScoringModel,
+    explain,
+    likely_impersonator,
+    reasons,
+)
 
 OLD = datetime(2012, 1, 1, tzinfo=UTC)
 NEW = datetime(2019, 6, 1, tzinfo=UTC)
@@ -287,3 +295,111 @@ def test_like_names_with_handles_that_spell_them_are_two_names(model: ScoringMod
     )  # fmt: skip
     [verdict] = model.score([pair])
     assert verdict.label != "likely_clone"
+
+
+# -- reasons in plain words ---------------------------------------------------------------------
+
+# Words a person checking their own identity does not know, or reads as an accusation or as
+# our internal vocabulary.
+JARGON = re.compile(
+    r"\bbits?\b|\bhash|cosine|similarity|look-alike folding|candidate|query|decoration|victim"
+    r"|\d+%|\b0\.\d+\b"
+)
+
+
+def every_kind_of_reason() -> list[PairEvidence]:
+    """Pairs that, together, give every reason the scorer can give."""
+    greek = "'Ο' (U+039F GREEK CAPITAL LETTER OMICRON) looks like 'O'"
+    return [
+        full_copy(),
+        photo_theft(lookalikes=[greek, "U+200B ZERO WIDTH SPACE is invisible"]),
+        photo_theft(avatar=0.875, avatar_bits=4, avatar_crowded=True),
+        photo_theft(avatar=0.9, avatar_bits=3, avatar_popularity=40, handle_typo=True),
+        photo_theft(avatar_copies=12, handle_lookalike=True),
+        PairEvidence(avatar=0.25, avatar_bits=24, bio=0.1, handle=0.85),
+        PairEvidence(handle=1.0, handle_exact=True),
+        PairEvidence(display_name=1.0, display_name_verbatim=True, bio=0.95, bio_popularity=20),
+        PairEvidence(display_name=0.9, bio=0.8, declared_unaffiliated=True),
+        PairEvidence(
+            display_name=0.93,
+            handle=0.92,
+            handle_from_name=True,
+            handles_only_name=True,
+            handle_edits=1,
+            name_popularity=0,
+        ),  # fmt: skip
+        PairEvidence(display_name=0.93, handle=0.92, handle_from_name=True, handle_edits=3),
+        PairEvidence(
+            display_name=1.0,
+            display_name_exact=True,
+            handle=0.95,
+            handle_from_name=True,
+            handle_edits=1,
+            handle_popularity=12,
+        ),  # fmt: skip
+        PairEvidence(query_context=Context(OLD, verified=True), candidate_context=Context(NEW)),
+        PairEvidence(query_context=Context(NEW), candidate_context=Context(OLD, verified=True)),
+        PairEvidence(),
+    ]
+
+
+def test_every_reason_has_a_plain_sentence_beside_its_technical_form() -> None:
+    said = [reason for e in every_kind_of_reason() for reason in explain(e)]
+    assert {reason_forms.explanation_of(r.detail) for r in said} == set(said)
+    # Every kind of reason is among them, so each plain sentence below is checked.
+    unsaid = [f.detail for f in reason_forms.FORMS if not any(f.read(r.detail) for r in said)]
+    assert unsaid == []
+    for reason in said:
+        assert reason.text != reason.detail
+        assert not JARGON.search(reason.text), reason.text
+        assert not reason.text.startswith("but"), reason.text
+
+
+def test_the_technical_reasons_are_the_details_of_the_plain_ones() -> None:
+    for evidence in every_kind_of_reason():
+        assert reasons(evidence) == [r.detail for r in explain(evidence)]
+
+
+def test_a_reason_that_weakens_another_says_what_it_weakens() -> None:
+    spelled = PairEvidence(
+        display_name=0.93, handle=0.92, handle_from_name=True, handles_only_name=True,
+        handle_edits=1, name_popularity=0,
+    )  # fmt: skip
+    but = [r for r in explain(spelled) if r.detail.startswith("but")]
+    assert [r.text for r in but] == [
+        "the handle is built from the same name — but many people with this name pick handles "
+        "like that, so it proves little"
+    ]
+
+
+def test_a_lookalike_letter_is_named_by_its_alphabet() -> None:
+    note = "'Ο' (U+039F GREEK CAPITAL LETTER OMICRON) looks like 'O'"
+    texts = [r.text for r in explain(photo_theft(lookalikes=[note]))]
+    assert (
+        "the name is spelled with a Greek 'Ο' in place of 'O', so it looks identical to yours"
+        in texts
+    )
+
+
+def test_a_reason_from_another_scorer_version_is_shown_as_it_is() -> None:
+    kept = reason_forms.explanation_of("avatar hashes agree in 63 of 64 bits")
+    assert kept.text == kept.detail == "avatar hashes agree in 63 of 64 bits"
+
+
+def test_a_match_carries_its_reasons_in_plain_words_in_the_same_order(
+    model: ScoringModel,
+) -> None:
+    [verdict] = model.score([photo_theft(handle_lookalike=True)])
+    match = Match(
+        profile={"platform": "twitter", "handle": "jane"},
+        score=verdict.score,
+        label=verdict.label,
+        signals={},
+        reasons=verdict.reasons,
+        likely_impersonator=verdict.likely_impersonator,
+    )
+    for dumped in (verdict.model_dump(), match.model_dump(mode="json")):
+        assert [e["detail"] for e in dumped["explanations"]] == dumped["reasons"]
+        texts = [e["text"] for e in dumped["explanations"]]
+        assert texts[:2] == ["uses the same photo as you", "the handle is very close to yours"]
+        assert texts[2].startswith("the handle is yours with look-alike characters swapped in")

@@ -32,6 +32,7 @@ from service.evidence.exports import (
     EvidenceSet,
     capture_digest,
 )
+from service.evidence.report import MissingFontsError
 from service.evidence.signing import EvidenceSigner
 from service.store.store import AvatarBlob
 from tests.images import jpeg_bytes, photo
@@ -384,3 +385,143 @@ def test_signers_creating_the_key_at_once_in_one_process_agree_on_one(tmp_path: 
 def _fingerprint_when_all_ready(signer: EvidenceSigner, start: threading.Barrier) -> str:
     start.wait()
     return signer.fingerprint
+
+
+# -- the report of a check, for the person checked ------------------------------------------------
+
+# Words of our own trade that the person's pages must not use: they belong to the appendix.
+INTERNAL_TERMS = (
+    "victim",
+    "candidate",
+    "query",
+    "not stored",
+    "dct64",
+    "lr-isotonic",
+    "SHA-256",
+    "cosine",
+    "bits",
+    "hash",
+    "signals",
+    "scoring_model",
+)
+CHECK_VERSIONS = {
+    "clonefinder": "0.1.0",
+    "scoring_model": "lr-isotonic-v7",
+    "embedding_model": "paraphrase-multilingual-MiniLM-L12-v2",
+    "avatar_hashes": "dct64 x 4 views, mirrored",
+}
+CHECK_REASONS = [
+    "avatar is a near-copy: 6 of 64 bits differ",
+    "display name uses a look-alike letter: 'а' (U+0430 CYRILLIC SMALL LETTER A) looks like 'a'",
+    "bio similar in meaning (cosine similarity 0.81)",
+    "the candidate account is newer (created 2026-10-01 vs 2015-03-01)",
+]
+
+
+def check_evidence_set() -> EvidenceSet:
+    """What `export_check` makes of a person's check: a case that is not stored."""
+    content = {
+        **_content(VICTIM, CLONE, CHECK_REASONS),
+        "source": "check",
+        "versions": CHECK_VERSIONS,
+    }
+    return EvidenceSet(
+        case={
+            "id": None,
+            "title": "Check of twitter/@elena_petrova",
+            "status": "open",
+            "notes": "",
+            "created_at": "2026-11-21T08:00:00.123456Z",
+            "updated_at": "2026-11-21T08:00:00.123456Z",
+            "victim": {"platform": "twitter", "handle": "elena_petrova"},
+        },
+        items=[
+            EvidenceItem(
+                id=1,
+                status="open",
+                notes="",
+                source="check",
+                captures=[CaptureView(id=None, sha256=capture_digest(content), content=content)],
+            )
+        ],
+        avatars={b.sha256: b for b in (_blob(VICTIM_AVATAR), _blob(CLONE_AVATAR))},
+    )
+
+
+CHECK_INFO = ExportInfo(
+    name="check",
+    exported_at="2026-11-21T08:05:09.654321Z",
+    exported_by="web page (local)",
+    software={"clonefinder": "0.1.0"},
+    audit_head=None,
+)
+
+
+def _pages(pdf: bytes, tmp_path: Path) -> list[str]:
+    path = tmp_path / "check.pdf"
+    path.write_bytes(pdf)
+    raw = subprocess.run(
+        ["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, check=True
+    ).stdout.decode("utf-8")
+    return [" ".join(page.split()) for page in raw.split("\f")]
+
+
+@needs_poppler
+def test_a_checks_report_speaks_plainly_until_its_technical_appendix(
+    exporter: EvidenceExporter, tmp_path: Path
+) -> None:
+    pages = _pages(exporter.export(check_evidence_set(), "pdf", info=CHECK_INFO).data, tmp_path)
+    appendix = next(i for i, page in enumerate(pages) if "Appendix: technical details" in page)
+    before = " ".join(pages[:appendix])
+    for term in INTERNAL_TERMS:
+        assert term.lower() not in before.lower(), f"{term!r} before the appendix"
+    first = pages[0]
+    # Who was checked, when (to the minute), what was found and what to do with the report.
+    assert "Who was checked Elena Petrova" in first and "(@elena_petrova on twitter)" in first
+    assert "21 November 2026, 08:05 UTC" in first and "654321" not in first
+    assert "1 account looks like a copy of you (1 very likely a copy)" in first
+    assert "attach this PDF" in first
+    assert "https://help.x.com/forms/impersonation" in first
+    # One page per account, in plain words, and the technical form kept for the appendix.
+    assert "Account 1: @elena_petr0va on twitter" in pages[1]
+    assert "uses your photo, slightly changed" in pages[1]
+    assert "a Cyrillic 'а' in place of 'a'" in pages[1]
+    assert "where yours has 'a' (U+0061 LATIN SMALL LETTER A)" in pages[1]
+    technical = " ".join(pages[appendix:])
+    for expected in (
+        *CHECK_REASONS,
+        "dct64 x 4 views, mirrored",
+        "lr-isotonic-v7",
+        check_evidence_set().items[0].latest.sha256,
+        "clonefinder evidence verify",
+    ):
+        assert expected in technical, f"{expected!r} not in the appendix"
+
+
+@needs_poppler
+def test_a_cases_report_keeps_its_form_for_lawyers(
+    exporter: EvidenceExporter, tmp_path: Path
+) -> None:
+    pages = _pages(exporter.export(evidence_set(), "pdf", info=INFO).data, tmp_path)
+    assert "Evidence report: impersonating accounts" in pages[0]
+    assert "victim" in pages[0] and "Software and models" in pages[0]
+    assert "avatar is a near-copy: 6 of 64 bits differ" in pages[1]
+    assert "Appendix: digests and how to verify them" in " ".join(pages)
+
+
+def test_fonts_installed_after_a_failed_export_are_found_by_the_next(
+    exporter: EvidenceExporter, tmp_path: Path
+) -> None:
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    later = EvidenceExporter(key_file=tmp_path / "k", font_dirs=[fonts])
+    with pytest.raises(MissingFontsError) as missing:
+        later.export(check_evidence_set(), "pdf", info=CHECK_INFO)
+    # What the page shows: one sentence that says what is missing and how to install it.
+    sentence = missing.value.for_people
+    assert "\n" not in sentence and sentence.count(". ") == 0
+    assert "fonts" in sentence and "apt-get install fonts-noto-core" in sentence
+
+    for path in exporter.fonts().paths.values():  # installing them
+        (fonts / path.name).symlink_to(path)
+    assert later.export(check_evidence_set(), "pdf", info=CHECK_INFO).data.startswith(b"%PDF")

@@ -65,10 +65,24 @@ def test_a_photo_whose_clone_is_indexed_shows_the_clone_side_by_side(
 
     card = page.locator(".card").filter(has_text=f"@{CLONE_HANDLE}")
     card.wait_for()
-    assert card.locator(".label").inner_text() == "Likely clone"
+    # The score in one line: what it measures, in words, then the number.
+    assert card.locator(".label").inner_text() == "very likely a copy"
+    score_line = card.locator(".score").inner_text()
+    meaning = "How sure clonefinder is that this account copies you"
+    assert re.fullmatch(rf"{meaning}: very likely a copy \(0\.\d\d of 1\)", score_line), score_line
     assert f"@{CLONE_HANDLE} is likely the copy" in card.inner_text()
+    # The reasons in plain words; their technical form only on demand.
     assert card.locator(".reasons li").count() >= 2
+    plain = card.locator(".reasons").inner_text()
+    assert "photo" in plain and "your name" in plain
+    assert not re.search(r"bits|hash|cosine|candidate|query|victim|\d%", plain), plain
+    assert not card.locator(".reason-details").is_visible()
+    card.get_by_text("Technical detail").click()
+    assert "avatar is" in card.locator(".reason-details").inner_text()
     assert "Photo" in card.locator(".signals").inner_text()
+    # Each card ends with what to do next: the platform's impersonation form.
+    report_form = card.locator(".next a")
+    assert report_form.get_attribute("href") == "https://help.x.com/forms/impersonation"
     link = card.locator("h3 a")
     assert link.get_attribute("href") == f"https://twitter.com/{CLONE_HANDLE}"
     # Both photos side by side, each really loaded: the person's preview and the clone's.
@@ -218,6 +232,8 @@ def test_a_photo_dropped_on_the_form_is_previewed_and_sent(page: Any) -> None:
     page.get_by_role("button", name="Check for clones").click()
     card = page.locator(".card").filter(has_text=f"@{CLONE_HANDLE}")
     card.wait_for()
-    # The photo was compared: its signal has a value and a reason speaks of it.
+    # The photo was compared: a reason speaks of it, and its signal has a value.
+    assert "photo" in card.locator(".reasons").inner_text()
+    card.get_by_text("Technical detail").click()
     assert re.search(r"Photo\n\d+%", card.locator(".signals").inner_text())
-    assert "avatar is" in card.locator(".reasons").inner_text()
+    assert "avatar is" in card.locator(".reason-details").inner_text()

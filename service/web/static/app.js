@@ -6,7 +6,8 @@
   const FIELDS = ["platform", "handle", "display_name", "bio", "avatar", "webhook_url"];
   // API field names that the form shows under another name.
   const FIELD_OF = { avatar_base64: "avatar", avatar_url: "avatar", avatar_path: "avatar" };
-  const LABELS = { likely_clone: "Likely clone", possible_clone: "Possible clone", unlikely: "Unlikely" };
+  // What a label means, if the service did not say it in words (`label_words`).
+  const LABELS = { likely_clone: "very likely a copy", possible_clone: "possibly a copy", unlikely: "probably not a copy" };
   const SIGNALS = { avatar: "Photo", display_name: "Display name", handle: "Handle", bio: "Bio" };
 
   const $ = (id) => document.getElementById(id);
@@ -134,6 +135,11 @@
     return value === null || value === undefined ? "not compared" : Math.round(value * 100) + "%";
   }
 
+  // Cut, not rounded: a score of 0.999 is not a certainty, and "1.00" would say it is.
+  function scoreShown(score) {
+    return (Math.floor(score * 100) / 100).toFixed(2);
+  }
+
   function copySentence(side, handle) {
     if (side === "candidate") return "@" + handle + " is likely the copy (newer, less followed or unverified).";
     if (side === "query") return "Your account looks like the copy by creation date, followers or badge.";
@@ -160,23 +166,53 @@
       el("figure", {}, [yours, el("figcaption", { text: "You" })]),
       el("figure", {}, [theirs, el("figcaption", { text: "@" + profile.handle })]),
     ]);
+    // The score in one line: what it measures, a word for it, then the number.
     const score = el("p", { className: "score" }, [
-      el("strong", { className: "score-value", text: match.score.toFixed(2) }),
+      el("span", { className: "score-meaning", text: "How sure clonefinder is that this account copies you: " }),
+      el("span", { className: "label " + match.label, text: match.label_words || LABELS[match.label] || match.label }),
       " ",
-      el("span", { className: "label " + match.label, text: LABELS[match.label] || match.label }),
+      el("span", { className: "score-number" }, [
+        "(", el("strong", { className: "score-value", text: scoreShown(match.score) }), " of 1)",
+      ]),
     ]);
+    const explanations = match.explanations ||
+      (match.reasons || []).map((reason) => ({ text: reason, detail: reason }));
+    const reasons = el("ul", { className: "reasons" },
+      explanations.map((explanation) => el("li", { text: explanation.text })));
     const signals = el("dl", { className: "signals" });
     for (const [key, value] of Object.entries(match.signals || {})) {
       signals.append(el("dt", { text: SIGNALS[key] || key }), el("dd", { text: percent(value) }));
     }
-    const reasons = el("ul", { className: "reasons" },
-      (match.reasons || []).map((reason) => el("li", { text: reason })));
+    const technical = el("details", { className: "technical" }, [
+      el("summary", { text: "Technical detail" }),
+      el("p", { className: "hint", text: "The reasons as clonefinder states them, for the platform or a lawyer:" }),
+      el("ul", { className: "reason-details" },
+        explanations.map((explanation) => el("li", { text: explanation.detail }))),
+      el("h4", { text: "Similarity of each field" }), signals,
+    ]);
     return el("li", { className: "card", "aria-labelledby": title.id }, [
       title, faces, score,
       el("p", { className: "copy", text: copySentence(match.likely_impersonator, profile.handle) }),
-      el("h4", { text: "Why" }), reasons,
-      el("h4", { text: "Similarity of each field" }), signals,
+      el("h4", { text: "Why it looks like a copy" }), reasons,
+      technical,
+      el("h4", { text: "What to do next" }), nextStep(match),
     ]);
+  }
+
+  // Where to report the account: the platform's impersonation form where the service knows it.
+  function nextStep(match) {
+    const profile = match.profile;
+    const step = el("p", { className: "next" },
+      ["Report @" + profile.handle + " to " + profile.platform + " as an account that pretends to be you"]);
+    if (match.report_form) {
+      step.append(" through its ", el("a", {
+        href: match.report_form, rel: "noopener noreferrer", target: "_blank", text: "impersonation form",
+      }), ".");
+    } else {
+      step.append(": open the account, choose Report, then the option for impersonation.");
+    }
+    step.append(" Attach the evidence PDF (Download evidence, above) to show what it copies.");
+    return step;
   }
 
   function render(result) {
