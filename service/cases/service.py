@@ -16,17 +16,19 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from indexers import avatar as avatar_hashing
 from models.errors import InvalidInputError, NotFoundError
 from models.profile import identity_key, parse_query
-from models.result import Match
+from models.result import Match, Result
+from models.scoring import ScoringModel
 from service.auth.roles import FULL_ACCESS, Caller, ProfileAccess
 from service.evidence import EvidenceExporter, Export, ExportFormat, ExportInfo
 from service.evidence.exports import CaptureView, EvidenceItem, EvidenceSet, capture_digest
-from service.matching.profile_sides import side_of_row
-from service.store import ProfileRow
+from service.matching.matcher import Matcher, match_of
+from service.matching.profile_sides import AvatarReader, side_of_row
+from service.store import ProfileRow, Store
 from service.store.audit import Actor, AuditStore, canonical_json, rfc3339
 from service.store.cases import (
     STATUSES,
@@ -40,9 +42,6 @@ from service.store.cases import (
 )
 from service.store.jobs import JobStore
 from service.store.store import AvatarBlob
-
-if TYPE_CHECKING:
-    from service.matching.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +72,20 @@ class Operator:
     def local(cls, name: str) -> Operator:
         """The command line on the server's machine: sees every case."""
         return cls(actor=Actor(f"cli:{name}"), owner_key_id=None, scope=None)
+
+
+class CheckIdentity(Protocol):
+    """A check of one identity, as `Engine.check` runs it: what "add from a check" and
+    "export a check" capture."""
+
+    def __call__(
+        self,
+        raw: Any,
+        *,
+        top_k: int = ...,
+        min_score: float | None = ...,
+        access: ProfileAccess = ...,
+    ) -> Result: ...
 
 
 @dataclass(frozen=True)
@@ -148,16 +161,28 @@ def _record(row: ProfileRow) -> dict[str, Any]:
 class Cases:
     """Open cases, add and capture accounts, note and set statuses, export evidence."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        settings = engine.settings
-        self.exporter = EvidenceExporter(
-            key_file=settings.resolved_evidence_key_file, font_dirs=settings.pdf_font_dirs
-        )
+    def __init__(
+        self,
+        *,
+        store: Store,
+        matcher: Matcher,
+        scorer: ScoringModel,
+        avatars: AvatarReader,
+        check: CheckIdentity,
+        exporter: EvidenceExporter,
+        embedding_model: str,
+    ) -> None:
+        self._profiles = store
+        self._matcher = matcher
+        self._scorer = scorer
+        self._avatars = avatars
+        self._check = check
+        self._embedding_model = embedding_model
+        self.exporter = exporter
         # The key that signs bundles signs the audit log too: one key to publish and keep.
-        self.store = CaseStore(engine.store, signer=self.exporter.signer)
-        self.audit = AuditStore(engine.store, signer=self.exporter.signer)
-        self._jobs = JobStore(engine.store)
+        self.store = CaseStore(store, signer=exporter.signer)
+        self.audit = AuditStore(store, signer=exporter.signer)
+        self._jobs = JobStore(store)
 
     # -- cases --------------------------------------------------------------------------------
 
@@ -172,7 +197,7 @@ class Cases:
     ) -> CaseRow:
         """Open a case for the victim, a stored profile named by platform and handle."""
         named = parse_query({"platform": platform, "handle": handle}, where="victim")
-        victim = self._engine.store.get(named.platform or "", named.handle or "")
+        victim = self._profiles.get(named.platform or "", named.handle or "")
         if victim is None:
             raise NotFoundError(f"no stored profile {platform}/{handle}: ingest the victim first")
         title = _text(title, "title", MAX_TITLE_CHARS) or (
@@ -248,7 +273,7 @@ class Cases:
                     details=[{"field": "handle", "message": "platform and handle are needed"}],
                 )
             named = parse_query({"platform": request.platform, "handle": request.handle})
-            row = self._engine.store.get(named.platform or "", named.handle or "")
+            row = self._profiles.get(named.platform or "", named.handle or "")
             if row is None:
                 raise NotFoundError(
                     f"no stored profile {request.platform}/{request.handle}: ingest it first"
@@ -266,7 +291,7 @@ class Cases:
         case = self.case(operator, case_id)
         item = self.item(operator, case_id, item_id)
         victim = self._victim(case)
-        row = self._engine.store.get(item.platform, item.handle)
+        row = self._profiles.get(item.platform, item.handle)
         if row is None:
             raise NotFoundError(
                 f"the profile {item.platform}/{item.handle} is no longer stored: its earlier "
@@ -298,7 +323,7 @@ class Cases:
         return update_item(self.store, operator, case_id, item_id, notes=notes, status=status)
 
     def _victim(self, case: CaseRow) -> ProfileRow:
-        row = self._engine.store.get(case.victim_platform, case.victim_handle)
+        row = self._profiles.get(case.victim_platform, case.victim_handle)
         if row is None:
             raise NotFoundError(
                 f"the victim's profile {case.victim_platform}/{case.victim_handle} is no longer "
@@ -309,12 +334,12 @@ class Cases:
     def _add_from_check(
         self, operator: Operator, case: CaseRow, victim: ProfileRow, request: AddItems
     ) -> list[Captured]:
-        result = self._engine.check(
+        result = self._check(
             {"platform": victim.platform, "handle": victim.handle},
             top_k=request.top_k,
             min_score=request.min_score,
         )
-        stored = self._engine.store.get_by_identity(
+        stored = self._profiles.get_by_identity(
             (m.profile["platform"], m.profile["handle"]) for m in result.matches
         )
         victim_record, victim_avatar = _record(victim), self._avatar(victim.avatar_sha256)
@@ -355,7 +380,7 @@ class Cases:
             if isinstance(p, dict) and p.get("platform") and p.get("handle")
         }
         keys.discard(identity_key(victim.platform, victim.handle))
-        rows = sorted(self._engine.store.get_by_identity(keys).values(), key=lambda r: r.id)
+        rows = sorted(self._profiles.get_by_identity(keys).values(), key=lambda r: r.id)
         if not rows:
             raise NotFoundError(
                 f"result line {line} of scan job {job.id} names no stored account but the victim"
@@ -367,29 +392,22 @@ class Cases:
     # -- captures -----------------------------------------------------------------------------
 
     def _avatar(self, sha256: str | None) -> AvatarBlob | None:
-        return None if sha256 is None else self._engine.store.avatar(sha256)
+        return None if sha256 is None else self._profiles.avatar(sha256)
 
     def _pair_captures(
         self, victim: ProfileRow, rows: Sequence[ProfileRow], *, source: str
     ) -> list[NewCapture]:
         """Score each account against the victim as a check of the victim would (with how
         common the victim's avatar, bio and name are in the index) and capture it."""
-        matcher = self._engine.matcher
+        matcher = self._matcher
         side = side_of_row(victim)
         _, popularity = matcher.neighbourhood(side, exclude_id=victim.id)
         evidence = matcher.evidence(side, rows, popularity=popularity)
-        verdicts = self._engine.scorer.score(evidence)
+        verdicts = self._scorer.score(evidence)
         victim_record, victim_avatar = _record(victim), self._avatar(victim.avatar_sha256)
         captures = []
         for row, pair, verdict in zip(rows, evidence, verdicts, strict=True):
-            match = Match(
-                profile=_record(row),
-                score=verdict.score,
-                label=verdict.label,
-                signals=pair.signals(),
-                reasons=verdict.reasons,
-                likely_impersonator=verdict.likely_impersonator,
-            )
+            match = match_of(row, pair, verdict)
             captures.append(
                 self._new_capture(victim_record, victim_avatar, row, match, source=source)
             )
@@ -437,8 +455,8 @@ class Cases:
         """The software and models that produce a capture's scores, signals and reasons."""
         return {
             "clonefinder": software_version(),
-            "scoring_model": self._engine.scorer.version,
-            "embedding_model": self._engine.embedder.name,
+            "scoring_model": self._scorer.version,
+            "embedding_model": self._embedding_model,
             "avatar_hashes": f"dct64 x {avatar_hashing.VIEWS} views, mirrored",
         }
 
@@ -477,9 +495,9 @@ class Cases:
         stored. The check, the victim's side and each captured account hold only what `access`
         may read (see `Engine.check`)."""
         query = parse_query(raw)
-        result = self._engine.check(query, top_k=top_k, min_score=min_score, access=access)
+        result = self._check(query, top_k=top_k, min_score=min_score, access=access)
         own = (
-            self._engine.store.get(query.platform, query.handle)
+            self._profiles.get(query.platform, query.handle)
             if access.by_name and query.platform and query.handle
             else None
         )
@@ -491,11 +509,11 @@ class Cases:
             )
             victim_avatar = None
             if query.has_avatar:
-                read = self._engine.avatars.read(query, base_dir=None)
+                read = self._avatars.read(query, base_dir=None)
                 victim_avatar = read.blob if read is not None else None
             if victim_avatar is not None:
                 victim_record["avatar_sha256"] = victim_avatar.sha256
-        stored = self._engine.store.get_by_identity(
+        stored = self._profiles.get_by_identity(
             (m.profile["platform"], m.profile["handle"]) for m in result.matches
         )
         items = []

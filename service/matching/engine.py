@@ -1,16 +1,14 @@
 """The engine: the one object the API, the command line and the benchmarks talk to.
 
 It owns the heavy parts, built once at start (store, embedding model, indexes, scoring model),
-and keeps the indexes a faithful copy of the store: every write goes to the database first (the
-acknowledgement), and the indexes then follow the store's change log. The same catch-up runs at
-start, so a process killed mid-ingest loses nothing it acknowledged.
+and coordinates them: every write goes to the database first (the acknowledgement), and the
+indexes then follow the store's change log (`service.matching.index_sync`); every ingested
+profile is screened against the watchlists; cases capture what checks find.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,10 +17,6 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
-from indexers import avatar as avatar_hashing
-from indexers import text
 from indexers.bio import BioEmbedder
 from indexers.compare import ProfileSide
 from models.errors import CloneFinderError, InvalidRecordError, NotFoundError
@@ -40,11 +34,12 @@ from models.scoring import ScoringModel
 from service.auth.roles import FULL_ACCESS, ProfileAccess
 from service.cases.service import Cases
 from service.core.settings import Settings
+from service.evidence import EvidenceExporter
 from service.indexes import IndexSet
-from service.indexes.writer_lock import shared_index_writer
 from service.matching.avatar_source import AvatarSource
+from service.matching.index_sync import IndexSync, open_index_sync
 from service.matching.matcher import Candidates, LoadedCandidates, Matcher, MatchQuery
-from service.matching.profile_sides import Avatar, AvatarReader, context_of, name_keys, side_of_row
+from service.matching.profile_sides import Avatar, AvatarReader, name_keys, query_side
 from service.store import ProfileRow, ProfileWrite, Store
 from service.watchlist.service import Watchlist
 
@@ -129,14 +124,15 @@ class Engine:
         store: Store,
         embedder: BioEmbedder,
         scorer: ScoringModel,
-        indexes: IndexSet,
+        index_sync: IndexSync,
     ) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
         self.scorer = scorer
-        self.indexes = indexes
-        self.matcher = Matcher(store, indexes, scorer)
+        self.index_sync = index_sync
+        self.matcher = Matcher(store, index_sync.indexes, scorer)
+        index_sync.when_replaced(self._use_indexes)
         self.avatars = AvatarReader(
             AvatarSource(
                 max_bytes=settings.max_image_bytes,
@@ -156,12 +152,17 @@ class Engine:
             settings=settings,
         )
         # Cases and evidence: captures of impersonating accounts, exports, the audit log.
-        self.cases = Cases(self)
-        # Writes are serialised so the indexes apply the change log in order; checks never wait
-        # on this lock, only (briefly) on the indexes' own write lock.
-        self._write_lock = threading.Lock()
-        self._unsaved_changes = 0
-        self.saves_indexes = True
+        self.cases = Cases(
+            store=store,
+            matcher=self.matcher,
+            scorer=scorer,
+            avatars=self.avatars,
+            check=self.check,
+            exporter=EvidenceExporter(
+                key_file=settings.resolved_evidence_key_file, font_dirs=settings.pdf_font_dirs
+            ),
+            embedding_model=embedder.name,
+        )
 
     @classmethod
     def open(
@@ -188,38 +189,25 @@ class Engine:
             batch_size=settings.embedding_batch_size,
         )
         scorer = scorer or ScoringModel.load()
-        expected = {
-            "settings": settings,
-            "embedding_model": embedder.name,
-            "bio_dim": embedder.dim,
-            "avatar_code_bytes": avatar_hashing.CODE_BYTES,
-        }
-        # Shared indexes (Milvus) are opened under the writer lock: their collections are
-        # created there when absent (or dropped and made again when of another shape), and
-        # processes starting together on an empty Milvus would race to do it.
-        with (
-            shared_index_writer(store.engine)
-            if settings.vector_backend == "milvus"
-            else contextlib.nullcontext()
-        ):
-            indexes = IndexSet.load(settings.index_dir, **expected)  # type: ignore[arg-type]
-            opened = indexes or IndexSet.create(**expected)  # type: ignore[arg-type]
-        engine = cls(settings, store=store, embedder=embedder, scorer=scorer, indexes=opened)
-        engine.saves_indexes = save_indexes
-        if indexes is None or indexes.last_change_seq > store.last_change_seq():
-            # Absent, or saved from another (or a restored older) database: rebuild from truth.
-            engine._rebuild_unless_current()
-        else:
-            with engine._write_lock:
-                engine._catch_up()
-        return engine
+        index_sync = open_index_sync(
+            settings,
+            store,
+            embedding_model=embedder.name,
+            bio_dim=embedder.dim,
+            save_indexes=save_indexes,
+        )
+        return cls(settings, store=store, embedder=embedder, scorer=scorer, index_sync=index_sync)
 
     def close(self) -> None:
-        with self._write_lock:
-            if self._unsaved_changes:
-                self._save_indexes()
-            self.indexes.close()
+        self.index_sync.close()
         self.store.close()
+
+    @property
+    def indexes(self) -> IndexSet:
+        return self.index_sync.indexes
+
+    def _use_indexes(self, indexes: IndexSet) -> None:
+        self.matcher.indexes = indexes
 
     @property
     def possible_clone_threshold(self) -> float:
@@ -314,9 +302,8 @@ class Engine:
         """A read batch upserted in one transaction, then the indexes and watchlists follow."""
         outcomes, prepared, writes = read.outcomes, read.prepared, read.writes
         if prepared:
-            with self._write_lock:
+            with self.index_sync.write_then_apply():
                 upserted = self.store.upsert(writes)
-                self._catch_up()
             self.watchlist.on_ingested([(o.id, w) for o, w in zip(upserted, writes, strict=True)])
             for p, outcome in zip(prepared, upserted, strict=True):
                 outcomes[p.position] = RecordOutcome(
@@ -329,10 +316,9 @@ class Engine:
 
     def delete_profile(self, platform: str, handle: str) -> None:
         """Erase a profile from the store and from every index."""
-        with self._write_lock:
+        with self.index_sync.write_then_apply():
             if self.store.delete(platform, handle) is None:
                 raise NotFoundError(f"no profile {platform}/{handle}")
-            self._catch_up()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -613,7 +599,6 @@ class Engine:
     ) -> tuple[ProfileSide, ProfileRow | None]:
         """One query's side, but for its bio vector (the caller embeds a batch at once)."""
         fill = own if complete else None
-        side = side_of_row(fill) if fill else ProfileSide()
         given = query.display_name or query.bio or query.has_avatar
         if fill is None and not given:
             if complete and query.platform and query.handle:
@@ -631,19 +616,8 @@ class Engine:
                 field=None,
                 details=[{"where": "query", "field": None, "message": "nothing to look for"}],
             )
-        if query.display_name:
-            side.display_name = query.display_name
-            side.name_key = text.normalize_name(query.display_name)
-        if query.handle:
-            side.handle = query.handle
-            side.handle_norm = text.normalize_handle(query.handle)
-        if query.bio:
-            side.bio = query.bio
-        if query.has_avatar:
-            avatar = self.avatars.read(query, base_dir=base_dir)
-            side.avatar_hashes = avatar.hashes if avatar else None
-        if fill is None or query.created_at or query.followers_count is not None or query.verified:
-            side.context = context_of(query)
+        avatar = self.avatars.read(query, base_dir=base_dir)
+        side = query_side(query, fill, avatar=avatar, clues="whole")
         return side, own
 
     def health(self) -> dict[str, Any]:
@@ -670,136 +644,17 @@ class Engine:
 
     def reindex(self) -> int:
         """Rebuild every index from the store (the source of truth); returns the profile count."""
-        with self._write_lock, self._index_writer():
-            return self._rebuild()
-
-    def _rebuild_unless_current(self) -> None:
-        """`reindex` at start, unless (shared indexes) another process rebuilt them while this
-        one waited for the writer lock: several processes starting at once rebuild once."""
-        with self._write_lock, self._index_writer():
-            if self.indexes.shared:
-                current = IndexSet.load(
-                    self.settings.index_dir,
-                    settings=self.settings,
-                    embedding_model=self.embedder.name,
-                    bio_dim=self.embedder.dim,
-                    avatar_code_bytes=avatar_hashing.CODE_BYTES,
-                )
-                if current is not None and current.last_change_seq <= self.store.last_change_seq():
-                    with self.indexes.writing():
-                        self.indexes.close()
-                        self.indexes = current
-                        self.matcher.indexes = current
-                    self._apply_changes()
-                    return
-            self._rebuild()
-
-    def _index_writer(self) -> contextlib.AbstractContextManager[None]:
-        """Shared indexes (Milvus): the store-wide lock that lets one process write at a time.
-        Indexes of this process alone need only `_write_lock`."""
-        if self.indexes.shared:
-            return shared_index_writer(self.store.engine)
-        return contextlib.nullcontext()
-
-    def _rebuild(self) -> int:
-        """`reindex` with `_write_lock` and `_index_writer()` held."""
-        if self.indexes.shared:
-            # One copy for every process: empty it in place (its manifest first, so a rebuild
-            # that stops midway is redone), then fill it; checks meanwhile see fewer candidates.
-            fresh = self.indexes
-            with fresh.writing():
-                fresh.reset()
-        else:
-            fresh = IndexSet.create(
-                settings=self.settings,
-                embedding_model=self.embedder.name,
-                bio_dim=self.embedder.dim,
-                avatar_code_bytes=avatar_hashing.CODE_BYTES,
-            )
-        fresh.last_change_seq = self.store.last_change_seq()
-        count = 0
-        for rows in self.store.iter_index_rows():
-            _add_rows(fresh, rows)
-            count += len(rows)
-        with self.indexes.writing():
-            self.indexes = fresh
-            self.matcher.indexes = fresh
-        self._apply_changes()
-        with fresh.writing():
-            fresh.mark_applied(fresh.last_change_seq)  # shared: the manifest, written last
-        self._save_indexes()
-        logger.info("rebuilt indexes over %d profiles", count)
-        return count
-
-    def _catch_up(self) -> None:
-        """Apply the store's change log to the indexes; call with the write lock held.
-
-        Shared indexes (Milvus) are written by one process at a time, from the last change
-        recorded in them by whichever process applied it, so the log is applied once, in order,
-        and a deleted profile cannot come back from another process's late replay.
-        """
-        if self.indexes.shared:
-            with self._index_writer():
-                if not self.indexes.sync_applied():
-                    self._rebuild()  # a rebuild stopped midway: nothing there is trustworthy
-                else:
-                    self._apply_changes()
-            return
-        self._apply_changes()
-        # A save writes every index whole, so it waits for a tenth of the index in changes
-        # too: then saving costs ingest the same share at any size, where a fixed interval
-        # made it grow with the index (a fifth of ingest time at 300,000 profiles). A crash
-        # replays at most that many changes from the store at the next start.
-        if self._unsaved_changes >= max(
-            self.settings.index_save_every, self.indexes.profile_count // 10
-        ):
-            self._save_indexes()
-
-    def _apply_changes(self) -> None:
-        """The changes after `last_change_seq`, applied in order (see `_catch_up`)."""
-        while changes := self.store.changes_since(self.indexes.last_change_seq):
-            last_op: dict[int, str] = {}
-            for change in changes:
-                last_op[change.profile_id] = change.op
-            rows = self.store.get_many([pid for pid, op in last_op.items() if op == "upsert"])
-            ids = np.fromiter(last_op, dtype=np.int64, count=len(last_op))
-            with self.indexes.writing():
-                self.indexes.avatar.remove(ids)
-                self.indexes.bio.remove(ids)
-                self.indexes.names.remove(ids)
-                _add_rows(self.indexes, rows)
-                self.indexes.mark_applied(changes[-1].seq)
-            self._unsaved_changes += len(changes)
-
-    def _save_indexes(self) -> None:
-        if not self.saves_indexes:
-            # Another process owns the saved files; the store's log is the durable copy.
-            self._unsaved_changes = 0
-            return
-        # The index set locks itself while it saves (checks go on; writes wait).
-        self.indexes.save(self.settings.index_dir)
-        self._unsaved_changes = 0
+        return self.index_sync.reindex()
 
     def refresh(self) -> None:
         """Apply what other processes wrote to the store since (scan workers that ingest, a
         server next to workers), so this process's checks see it too."""
-        if self.store.last_change_seq() == self.indexes.last_change_seq:
-            return
-        with self._write_lock:
-            self._catch_up()
+        self.index_sync.refresh()
 
     def see_other_writers(self) -> None:
-        """Before a check: indexes of this process alone (FAISS) first apply what any process
-        wrote to the store, so a check sees every write acknowledged before it, through
-        whichever API process. One cheap query (the newest change's seq) when nothing is new;
-        otherwise the check waits for the catch-up (and for a write of this process in
-        progress, which holds the same lock); saving the indexes is left to the next write
-        or background refresh. Shared indexes (Milvus) need nothing: a write is applied to
-        them before it is acknowledged."""
-        if self.indexes.shared or self.store.last_change_seq() == self.indexes.last_change_seq:
-            return
-        with self._write_lock:
-            self._apply_changes()
+        """Before a check: the indexes show every write acknowledged before it, through
+        whichever process (see `IndexSync.see_other_writers`)."""
+        self.index_sync.see_other_writers()
 
     def load_demo(self) -> int:
         """Load the bundled demo corpus into an empty store, so a first check finds something."""
@@ -809,11 +664,6 @@ class Engine:
 
         report = self.ingest(read_records(DEMO_DIR / "profiles.jsonl"), base_dir=DEMO_DIR)
         return report.created
-
-
-def _add_rows(indexes: IndexSet, rows: list[ProfileRow]) -> None:
-    """Add stored profiles to every index (the caller holds the write lock)."""
-    indexes.add_sides((row.id, side_of_row(row)) for row in rows)
 
 
 def scan_error_record(where: str, raw: Any, exc: CloneFinderError) -> dict[str, Any]:

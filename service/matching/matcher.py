@@ -27,7 +27,7 @@ from indexers.compare import (
     identity_popularity,
 )
 from models.bounds import ScoreBounds
-from models.result import Match, PairEvidence
+from models.result import Match, PairEvidence, Verdict
 from models.scoring import AVATAR_EVIDENCE_FROM, BIO_EVIDENCE_FROM, ScoringModel
 from service.indexes import IndexSet
 from service.indexes.base import NameIndex
@@ -375,12 +375,16 @@ class Matcher:
 
     def _match(self, row: ProfileRow, evidence: PairEvidence, probability: float) -> Match:
         """A reported match, explained (reasons are only worked out for these)."""
-        verdict = self._scorer.verdict(evidence, probability)
-        return Match(
-            profile=row.to_stored().model_dump(mode="json", exclude_none=True),
-            score=verdict.score,
-            label=verdict.label,
-            signals=evidence.signals(),
-            reasons=verdict.reasons,
-            likely_impersonator=verdict.likely_impersonator,
-        )
+        return match_of(row, evidence, self._scorer.verdict(evidence, probability))
+
+
+def match_of(row: ProfileRow, evidence: PairEvidence, verdict: Verdict) -> Match:
+    """A stored profile as a match: its full record, the pair's signals and the verdict."""
+    return Match(
+        profile=row.to_stored().model_dump(mode="json", exclude_none=True),
+        score=verdict.score,
+        label=verdict.label,
+        signals=evidence.signals(),
+        reasons=verdict.reasons,
+        likely_impersonator=verdict.likely_impersonator,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from indexers import avatar as avatar_hashing
 from indexers import text
 from indexers.compare import ProfileSide, SideColumns
 from models.errors import ImageError
-from models.profile import ProfileRecord
+from models.profile import ProfileQuery, ProfileRecord
 from models.result import Context
 from service.matching.avatar_source import AvatarSource
 from service.store import AvatarBlob, ComparableRow, ProfileRow
@@ -96,6 +97,50 @@ def side_of_row(row: ProfileRow) -> ProfileSide:
         bio_vector=vector_from_bytes(row.bio_vector),
         context=context_of(row),
     )
+
+
+def query_side(
+    query: ProfileQuery,
+    own: ProfileRow | None,
+    *,
+    avatar: Avatar | None,
+    clues: Literal["whole", "each"],
+) -> ProfileSide:
+    """A query as comparison sees it, but for its bio vector (callers embed bios in batches).
+
+    `own` is the stored profile the query completes (None: only the fields sent are
+    compared); each field the query gives replaces the stored one, and `avatar` is the query's
+    own avatar, read. Its context (the clues of which side of a pair is the copy: creation
+    date, followers, verified) is taken `"whole"`, as checks take it: the query's, when it
+    gives any clue or completes no profile, else the stored one's; or field by field
+    (`"each"`, as a watchlist entry keeps it): each clue the query gives, else the stored one.
+    """
+    side = side_of_row(own) if own is not None else ProfileSide()
+    if query.display_name:
+        side.display_name = query.display_name
+        side.name_key = text.normalize_name(query.display_name)
+    if query.handle:
+        side.handle = query.handle
+        side.handle_norm = text.normalize_handle(query.handle)
+    if query.bio:
+        side.bio = query.bio
+    if avatar is not None:
+        side.avatar_hashes = avatar.hashes
+    if clues == "whole":
+        if own is None or query.created_at or query.followers_count is not None or query.verified:
+            side.context = context_of(query)
+    else:
+        stored = side.context
+        side.context = Context(
+            created_at=query.created_at or stored.created_at,
+            followers_count=(
+                query.followers_count
+                if query.followers_count is not None
+                else stored.followers_count
+            ),
+            verified=query.verified if query.verified is not None else stored.verified,
+        )
+    return side
 
 
 def columns_of_rows(rows: Sequence[ComparableRow], *, bio_dim: int) -> SideColumns:

@@ -50,7 +50,7 @@ from service.matching.profile_sides import (
     AvatarReader,
     context_of,
     hashes_from_bytes,
-    side_of_row,
+    query_side,
     vector_from_bytes,
 )
 from service.store import KeyStore, ProfileRow, ProfileWrite, Store
@@ -370,42 +370,20 @@ class Watchlist:
                 details=[{"where": "identity", "field": None, "message": "nothing to protect"}],
             )
 
-        side = side_of_row(own) if own is not None else ProfileSide()
-        identity = _identity_of(own)
-        if query.platform:
-            identity["platform"] = query.platform
-        if query.handle:
-            identity["handle"] = query.handle
-            side.handle = query.handle
-            side.handle_norm = text.normalize_handle(query.handle)
-        if query.display_name:
-            identity["display_name"] = query.display_name
-            side.display_name = query.display_name
-            side.name_key = text.normalize_name(query.display_name)
+        # base_dir=None: a network client never makes the service read its own files.
+        avatar = self._avatars.read(query, base_dir=None)
+        side = query_side(query, own, avatar=avatar, clues="each")
         if query.bio:
-            identity["bio"] = query.bio
-            side.bio = query.bio
             side.bio_vector = self._embedder.embed_bios([query.bio])[0]
-        if query.has_avatar:
-            # base_dir=None: a network client never makes the service read its own files.
-            avatar = self._avatars.read(query, base_dir=None)
-            if avatar is not None:
-                side.avatar_hashes = avatar.hashes
-                identity["avatar_sha256"] = avatar.blob.sha256
-                identity.pop("avatar_url", None)
-                if query.avatar_url:
-                    identity["avatar_url"] = query.avatar_url
-        # Each clue of which side is the copy: the record's where given, else the stored one's.
-        stored = side.context
-        side.context = Context(
-            created_at=query.created_at or stored.created_at,
-            followers_count=(
-                query.followers_count
-                if query.followers_count is not None
-                else stored.followers_count
-            ),
-            verified=query.verified if query.verified is not None else stored.verified,
-        )
+        identity = _identity_of(own)
+        for name in ("platform", "handle", "display_name", "bio"):
+            if getattr(query, name):
+                identity[name] = getattr(query, name)
+        if avatar is not None:
+            identity["avatar_sha256"] = avatar.blob.sha256
+            identity.pop("avatar_url", None)
+            if query.avatar_url:
+                identity["avatar_url"] = query.avatar_url
         given = query.model_dump(
             mode="json", include={"created_at", "followers_count", "verified"}, exclude_none=True
         )
