@@ -246,13 +246,22 @@ def compare(
             and query.name_key == cand.name_key
             and text.is_typo_handle(query.handle, cand.handle)
         )
-        query_rest, cand_rest = _rests_beyond_name(
-            query, cand, query_handle_rest, shared_name=shared_name and handle_sim is not None
+        query_rest, cand_rest, names_differ = (
+            _rests_beyond_name(query, cand, query_handle_rest, shared_name=shared_name)
+            if handle_sim is not None
+            else (None, None, False)
         )
         # A namesake's handle may spell the same name, but never by swapping look-alike
-        # characters into another's handle, nor by misspelling it: that is disguise.
-        only_the_name = not (handle_lookalike or handle_typo) and _agree_only_in_the_name(
-            query_rest, cand_rest, namesakes=namesakes
+        # characters into another's handle, nor by misspelling it: that is disguise. Two
+        # different names spell one handle only where they share the words it spells
+        # ("imtina" of Tina Haskett and of Tina Darst, "jmiller" of James and Julie Miller):
+        # those who share a first name or a surname are many.
+        only_the_name = not (handle_lookalike or handle_typo) and (
+            query_rest == cand_rest
+            and query_rest is not None
+            and (query_rest == "" or text.is_ordinary_words(query_rest))
+            if names_differ
+            else _agree_only_in_the_name(query_rest, cand_rest, namesakes=namesakes)
         )
         cand_bio = normalize_bio(cand.bio)
         evidence.append(
@@ -403,23 +412,26 @@ def pair_similarities(
 
 def _rests_beyond_name(
     query: ProfileSide, candidate: ProfileSide, query_rest: str | None, *, shared_name: bool
-) -> tuple[str | None, str | None]:
-    """What each handle adds to the name the two share (None where it spells none of it):
-    each against its own display name where the names are alike, both against the fuller one
-    where one is a short form of the other ("James" beside "James Johnson", both handles
-    "jamesjohnson"), as a namesake may show a shorter name; (None, None) where the handles
-    are not compared against a name."""
+) -> tuple[str | None, str | None, bool]:
+    """What each handle adds to the name it spells (None where it spells none of it), and
+    whether the two names differ: each against its own display name where the names are
+    alike; both against the fuller one where one is a short form of the other ("James" beside
+    "James Johnson", both handles "jamesjohnson"), as a namesake may show a shorter name; and
+    each against its own where the names differ (True)."""
     if shared_name:
         if query_rest is None:
-            return None, None
-        return query_rest, text.handle_beyond_name(candidate.handle_norm, candidate.name_key)
+            return None, None, False
+        rest = text.handle_beyond_name(candidate.handle_norm, candidate.name_key)
+        return query_rest, rest, False
     fuller = text.fuller_form(query.name_key, candidate.name_key)
-    if not fuller or not query.handle_norm or not candidate.handle_norm:
-        return None, None
-    return (
-        text.handle_beyond_name(query.handle_norm, fuller),
-        text.handle_beyond_name(candidate.handle_norm, fuller),
-    )
+    if fuller:
+        return (
+            text.handle_beyond_name(query.handle_norm, fuller),
+            text.handle_beyond_name(candidate.handle_norm, fuller),
+            False,
+        )
+    rest = text.handle_beyond_name(candidate.handle_norm, candidate.name_key)
+    return query_rest, rest, True
 
 
 def _agree_only_in_the_name(

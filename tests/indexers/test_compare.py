@@ -95,6 +95,38 @@ def test_a_short_form_of_the_name_reads_handles_against_the_full_one(
     assert evidence.handles_only_name
 
 
+@pytest.mark.parametrize(
+    ("query", "candidate"),
+    [
+        (("Tina Haskett", "imtina1"), ("Tina Darst", "imtina")),  # a first name and "im"
+        (("James Miller", "jmiller8"), ("Julie Miller", "jmiller83")),  # initial and surname
+    ],
+)
+def test_different_names_that_spell_one_handle_agree_in_the_words_they_share(
+    query: tuple[str, str], candidate: tuple[str, str]
+) -> None:
+    """Many share a first name or a surname: handles built from each one's own name agree
+    only in what the names share."""
+    [evidence] = compare(side(*query), [side(*candidate)])
+    assert evidence.handle is not None and evidence.handle >= 0.9
+    assert evidence.handle_from_name
+
+
+@pytest.mark.parametrize(
+    ("query", "candidate"),
+    [
+        (("Jane Doe", "janedoe"), ("Mary Smith", "janedoe_")),  # another's name: a thief's
+        (("Jane Doe", "janedoe"), ("Jane Smith", "janedoe_")),  # spells more than "Jane"
+    ],
+)
+def test_a_handle_that_spells_more_than_ones_own_name_is_still_evidence(
+    query: tuple[str, str], candidate: tuple[str, str]
+) -> None:
+    [evidence] = compare(side(*query), [side(*candidate)])
+    assert evidence.handle == 1.0
+    assert not evidence.handle_from_name
+
+
 def test_a_lookalike_swap_is_not_how_namesakes_handles_agree() -> None:
     """@danielec0tr0nei next to @danielecotronei, both "Daniele Cotronei": the handles spell
     only the name, but no namesake writes his with zeros for o's."""
