@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from typing import Annotated
 
 import typer
 
+from models.errors import ConfigurationError
 from service.cli.common import (
     DEFAULT_DATA_DIR,
     DataDirOption,
@@ -36,17 +39,41 @@ def serve(
 
     settings = setup(ctx, data_dir, level=logging.INFO)
     logger.info("data dir: %s", settings.data_dir.resolve())
+    # The port is taken before the model and indexes load, so a busy port fails at once.
+    with fail_cleanly(err_console()):
+        listening = _listen(host, port)
     # The app's lifespan opens and closes the engine: uvicorn re-raises SIGTERM after a
-    # graceful shutdown, so code after `uvicorn.run` would not run.
+    # graceful shutdown, so code after the server's run would not run.
     # uvicorn believes X-Forwarded-For from loopback unless told otherwise, which would let
     # anyone behind a local proxy choose their client address: only the configured proxies.
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings, load_demo=demo),
         host=host,
         port=port,
         log_config=None,
         forwarded_allow_ips=[str(network) for network in settings.trusted_proxies],
     )
+    uvicorn.Server(config).run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or a ConfigurationError that says how to choose another."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        if exc.errno == errno.EADDRINUSE:
+            reason = f"port {port} on {host} is in use; choose another with --port {port + 1}"
+        elif exc.errno == errno.EACCES:
+            reason = f"port {port} needs more privileges; choose one above 1023 with --port"
+        else:
+            reason = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        raise ConfigurationError(reason) from exc
+    listening.set_inheritable(True)
+    return listening
 
 
 @app.command()

@@ -259,3 +259,18 @@ def test_serve_demo_fills_an_empty_store_at_start(tmp_path: Path, open_engine: O
         # A second start finds the store filled and loads nothing more.
         with TestClient(create_app(settings, engine=engine, load_demo=True)) as client:
             assert client.get("/v1/health").json()["profiles"] == health["profiles"]
+
+
+def test_serve_on_a_busy_port_fails_at_once_and_says_how_to_choose_another(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run(_no_engine, "serve", "--port", str(port), "--data-dir", tmp_path / "data")
+    assert result.exit_code != 0
+    assert f"port {port} on 127.0.0.1 is in use" in result.output
+    assert f"--port {port + 1}" in result.output
