@@ -6,6 +6,27 @@ BIN := $(VENV)/bin
 # Type-checked packages; one that holds no Python file yet is left out (mypy refuses it).
 TYPED_PACKAGES := $(foreach pkg,models indexers service training bench,$(if $(wildcard $(pkg)/*.py),$(pkg)))
 
+# Exits with a plain sentence when `make demo` could not listen on HOST:PORT.
+define PORT_FREE
+import errno, socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+try:
+    addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+except OSError as exc:
+    sys.exit(f"make demo: HOST={host} is not an address this machine can listen on ({exc})")
+for family, kind, proto, _, address in addresses:
+    with socket.socket(family, kind, proto) as probe:
+        # As uvicorn binds: a port left in TIME_WAIT by a stopped server counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                sys.exit(f"make demo: port {port} on {host} is in use by another program; choose a free one, e.g. make demo PORT={port + 1}")
+            sys.exit(f"make demo: cannot listen on {host}:{port} ({exc.strerror})")
+endef
+export PORT_FREE
+
 .PHONY: install check test demo bench-quality bench-speed bench-scan
 
 $(BIN)/python:
@@ -29,8 +50,16 @@ test:
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; \
 	exit $$rc
 
+# `make demo PORT=8001` (and HOST=...) when 8000 is taken: set on the command line only (a plain
+# `=` wins over the environment, where HOST and PORT often mean something else). The port is
+# tried first: the server binds it only once the model is loaded, so a busy port would
+# otherwise fail late and unexplained.
+HOST = 127.0.0.1
+PORT = 8000
+
 demo:
-	$(BIN)/clonefinder serve --demo
+	@$(BIN)/python -c "$$PORT_FREE" '$(HOST)' '$(PORT)'
+	$(BIN)/clonefinder serve --demo --host '$(HOST)' --port '$(PORT)'
 
 bench-quality:
 	$(BIN)/python -m bench.quality

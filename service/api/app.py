@@ -15,6 +15,7 @@ from service.api.routes import cases as case_routes
 from service.api.routes import checks, health, profiles
 from service.api.routes import evidence as evidence_routes
 from service.api.routes import scans as scan_routes
+from service.api.routes import watching as watching_routes
 from service.api.routes import watchlist as watchlist_routes
 from service.api.routes import web as web_routes
 from service.core.errors import BodySizeLimitMiddleware, install_error_handlers
@@ -129,5 +130,6 @@ def create_app(
     if settings.web_mode != "off":
         # The page: its files and the endpoints it calls (service/web).
         app.include_router(web_routes.router)
+        app.include_router(watching_routes.router)  # the person's private watch page
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

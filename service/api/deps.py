@@ -26,6 +26,8 @@ from service.core.bounded_json import body_elements
 from service.core.settings import Settings
 from service.evidence import Export
 from service.matching.engine import Engine
+from service.matching.own_accounts import FIELD as OWN_ACCOUNTS_FIELD
+from service.matching.own_accounts import OwnAccount, parse_own_accounts
 from service.scans.service import MAX_LINE_NO, ScanService, ScanUpload
 from service.watchlist.service import AlertQuery, RegisterRequest, Watchlist
 
@@ -142,6 +144,7 @@ class CheckRequest:
     record: dict[str, Any]
     top_k: int
     min_score: float | None
+    own_accounts: tuple[OwnAccount, ...] = ()
 
 
 _DEFAULT_TOP_K = 10
@@ -154,17 +157,20 @@ def check_request(
         float | None, Query(ge=0.0, le=1.0, description="least score reported")
     ] = None,
 ) -> CheckRequest:
-    """A check's profile record and options; query parameters win over body fields."""
+    """A check's profile record and options (`own_accounts` among them); query parameters
+    win over body fields."""
     if not isinstance(body, dict):
         raise InvalidInputError(f"a check takes one profile object, got {_json_type(body)}")
     record = dict(body)
     body_top_k = _option(record.pop("top_k", None), "top_k", int, 1, 100)
     body_min_score = _option(record.pop("min_score", None), "min_score", float, 0.0, 1.0)
+    own_accounts = parse_own_accounts(record.pop(OWN_ACCOUNTS_FIELD, None))
     chosen_top_k = top_k if top_k is not None else body_top_k
     return CheckRequest(
         record=record,
         top_k=int(chosen_top_k) if chosen_top_k is not None else _DEFAULT_TOP_K,
         min_score=min_score if min_score is not None else body_min_score,
+        own_accounts=own_accounts,
     )
 
 
@@ -203,10 +209,10 @@ def get_watchlist(engine: EngineDep) -> Watchlist:
 WatchlistDep = Annotated[Watchlist, Depends(get_watchlist)]
 
 
-def watchlist_request(body: JsonBody) -> RegisterRequest:
+def watchlist_request(body: JsonBody, request: Request) -> RegisterRequest:
     """A new entry: the identity under `identity`, or as the body's own fields, with the
-    options `threshold` and `webhook_url` beside it. The identity itself is validated by the
-    watchlist, like a check's query."""
+    options `threshold`, `webhook_url` and `email` beside it. The identity itself is validated
+    by the watchlist, like a check's query."""
     if not isinstance(body, dict):
         raise InvalidInputError(f"a watchlist entry is one JSON object, got {_json_type(body)}")
     fields = dict(body)
@@ -215,6 +221,10 @@ def watchlist_request(body: JsonBody) -> RegisterRequest:
     if webhook_url is not None and not isinstance(webhook_url, str):
         message = "field 'webhook_url': must be a string"
         raise InvalidInputError(message, details=[{"field": "webhook_url", "message": message}])
+    email = fields.pop("email", None)
+    if email is not None and not isinstance(email, str):
+        message = "field 'email': must be a string"
+        raise InvalidInputError(message, details=[{"field": "email", "message": message}])
     identity = fields.pop("identity", None)
     if identity is None:
         identity = fields
@@ -227,7 +237,13 @@ def watchlist_request(body: JsonBody) -> RegisterRequest:
             "under 'identity' or at the top level, not both"
         )
         raise InvalidInputError(message, details=[{"field": "identity", "message": message}])
-    return RegisterRequest(identity=identity, threshold=threshold, webhook_url=webhook_url or None)
+    return RegisterRequest(
+        identity=identity,
+        threshold=threshold,
+        webhook_url=webhook_url or None,
+        email=email or None,
+        link_base_url=str(request.base_url),
+    )
 
 
 WatchlistRequestDep = Annotated[RegisterRequest, Depends(watchlist_request)]

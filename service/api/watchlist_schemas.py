@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.profile import HANDLE_SCHEMA_PATTERN, PLATFORM_SCHEMA_PATTERN
+from models.reasons import explanations_of
 from models.result import Label, Side
 from models.scoring import ScoringModel
 from service.api.schemas import SOMETHING_TO_LOOK_FOR, ProfileIn
+from service.evidence.plain_words import impersonation_form, label_words
 from service.store.watchlist import AlertRow, DeliveryRow, EntryRow
+from service.watchlist.mail import MAX_ADDRESS_LENGTH
 from service.watchlist.service import AlertPage, Registered, alert_document, entry_document
 from service.watchlist.webhooks import MAX_URL_LENGTH
+from service.web.page import AVATAR_PATH
+
+_WEB_LINK = re.compile(r"https?://\S+", flags=re.IGNORECASE)
 
 
 class IdentityIn(ProfileIn):
@@ -36,7 +43,7 @@ def _identity_inside_or_at_top(schema: dict[str, Any]) -> None:
     """The body's two shapes, as the document shows them: the identity under `identity`, the
     options beside it and nothing else; or the identity's own fields at the top level."""
     properties = schema["properties"]
-    options = {name: properties[name] for name in ("threshold", "webhook_url")}
+    options = {name: properties[name] for name in ("threshold", "webhook_url", "email")}
     # The reference pydantic made for IdentityIn (it tracks its own), without the null.
     identity = next(dict(part) for part in properties["identity"]["anyOf"] if "$ref" in part)
     schema["examples"] = [
@@ -44,6 +51,7 @@ def _identity_inside_or_at_top(schema: dict[str, Any]) -> None:
             "identity": {"platform": "twitter", "handle": "janedoe"},
             "threshold": 0.8,
             "webhook_url": "https://hooks.example.test/clonefinder",
+            "email": "jane@example.org",
         },
         {
             "display_name": "Jane Doe",
@@ -69,7 +77,7 @@ def _identity_inside_or_at_top(schema: dict[str, Any]) -> None:
 
 class WatchlistIn(BaseModel):
     """A new watchlist entry. The identity's fields may also be sent at the top level, next
-    to `threshold` and `webhook_url`, instead of under `identity`."""
+    to `threshold`, `webhook_url` and `email`, instead of under `identity`."""
 
     model_config = ConfigDict(
         extra="allow",
@@ -93,6 +101,12 @@ class WatchlistIn(BaseModel):
         pattern=r"^$|^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.\-]+(?::[0-9]{1,4})?(?:[/?#][!-~]*)?$",
         max_length=MAX_URL_LENGTH,
         description="an http(s) address that receives each alert, signed",
+    )
+    email: str | None = Field(
+        default=None,
+        max_length=MAX_ADDRESS_LENGTH,
+        description="an e-mail address that receives each alert once it is confirmed (a "
+        "confirmation e-mail is sent first); only where the service has an SMTP server",
     )
 
 
@@ -124,6 +138,10 @@ class EntryOut(BaseModel):
     identity: dict[str, Any]
     threshold: float
     webhook_url: str | None = None
+    email: str | None = None
+    email_confirmed: bool = Field(
+        default=False, description="whether the e-mail address was confirmed (alerts go to it)"
+    )
     created_at: datetime
 
     @classmethod
@@ -136,11 +154,27 @@ class EntryCreatedOut(EntryOut):
         default=None,
         description="signs every delivery to webhook_url (HMAC-SHA256); shown only now",
     )
+    existing: bool = Field(
+        default=False,
+        description="the same watch was asked before by this key: its entry, unchanged (HTTP "
+        "200, no secret, no link)",
+    )
+    watch_url: str | None = Field(
+        default=None,
+        description="the private link to the person's own watch page (its alerts, 'this is "
+        "me', stop watching), needing no key; shown only now; null where the service has no "
+        "web page",
+    )
 
     @classmethod
-    def registered(cls, registered: Registered) -> EntryCreatedOut:
+    def registered(cls, registered: Registered, *, watch_url: str | None) -> EntryCreatedOut:
         return cls.model_validate(
-            {**entry_document(registered.entry), "webhook_secret": registered.webhook_secret}
+            {
+                **entry_document(registered.entry),
+                "webhook_secret": registered.webhook_secret,
+                "existing": registered.existing,
+                "watch_url": watch_url,
+            }
         )
 
 
@@ -163,6 +197,10 @@ class AlertOut(BaseModel):
     created_at: datetime
     acknowledged: bool
     acknowledged_at: datetime | None = None
+    answer: Literal["mine", "clone"] | None = Field(
+        default=None,
+        description="the person's word from their watch page: the account is theirs, or a clone",
+    )
 
     @classmethod
     def of(cls, alert: AlertRow) -> AlertOut:
@@ -228,3 +266,54 @@ class DeliveryListOut(BaseModel):
                 for row in rows
             ]
         )
+
+
+# -- the person's private watch page (service/web/static/watch.html) -------------------------
+
+
+def watch_page_document(
+    entry: EntryRow, alerts: list[AlertRow], *, your_avatar: str | None
+) -> dict[str, Any]:
+    """What the private page shows: who is watched, where alerts go, and each alert as a
+    check's card."""
+    return {
+        "identity": {
+            name: entry.identity[name]
+            for name in ("platform", "handle", "display_name", "bio")
+            if entry.identity.get(name)
+        },
+        "your_avatar": your_avatar,
+        "email": entry.email,
+        "email_confirmed": entry.email_confirmed_at is not None,
+        "created_at": entry.created_at.isoformat(),
+        "alerts": [alert_card(alert) for alert in alerts],
+    }
+
+
+def alert_card(alert: AlertRow) -> dict[str, Any]:
+    """An alert as the page's cards show a check's match: the plain words beside the figures,
+    the clone's photo and account addresses, the platform's impersonation form, and the
+    person's answer."""
+    profile = alert.profile
+    sha = profile.get("avatar_sha256")
+    link = profile.get("profile_url")
+    return {
+        "id": alert.id,
+        "profile": profile,
+        "score": alert.score,
+        "label": alert.label,
+        "label_words": label_words(alert.label),
+        "signals": alert.signals,
+        "reasons": alert.reasons,
+        "explanations": [
+            {"text": reason.text, "detail": reason.detail}
+            for reason in explanations_of(alert.reasons)
+        ],
+        "likely_impersonator": alert.likely_impersonator,
+        "avatar": AVATAR_PATH.format(sha256=sha) if sha else None,
+        # http(s) only: a stored address is never a `javascript:` link on the page.
+        "link": link if isinstance(link, str) and _WEB_LINK.fullmatch(link) else None,
+        "report_form": impersonation_form(profile.get("platform")),
+        "created_at": alert.created_at.isoformat(),
+        "answer": alert.answer,
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, IPvAnyNetwork, field_validator
+from pydantic import AliasChoices, Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -66,6 +66,21 @@ class Settings(BaseSettings):
     # alert of its own process wakes it at once), and how many it sends at the same time.
     webhook_poll_interval_s: float = Field(default=2.0, gt=0)
     webhook_workers: int = Field(default=2, ge=1)
+
+    # --- e-mail of watchlist alerts -----------------------------------------------------------
+    # Alerts are e-mailed (to a confirmed address) through this SMTP server, from the same
+    # delivery loop as webhooks and with the same retries. Without a host and a sender nothing
+    # is sent, and a watch that gives an e-mail address is refused.
+    smtp_host: str | None = None
+    smtp_port: int | None = Field(default=None, ge=1, le=65535)  # default: 25, 587 or 465 by TLS
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_sender: str | None = None  # the From address, e.g. "clonefinder <alerts@example.org>"
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    # The service's address as people's browsers reach it, for the links in e-mails
+    # (https://clones.example.org); default: the address the watch request was sent to.
+    smtp_link_base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
 
     # --- bulk scans: durable jobs and their workers ----------------------------------------
     # `serve` runs one worker in a thread; turn it off when separate `clonefinder worker`
@@ -157,3 +172,13 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.data_dir / "indexes"
+
+    @property
+    def sends_mail(self) -> bool:
+        return bool(self.smtp_host and self.smtp_sender)
+
+    @property
+    def resolved_smtp_port(self) -> int:
+        if self.smtp_port is not None:
+            return self.smtp_port
+        return {"none": 25, "starttls": 587, "tls": 465}[self.smtp_tls]

@@ -1,15 +1,19 @@
-"""Watchlist entries, their alerts and webhook deliveries in the store: tables and data access.
+"""Watchlist entries, their alerts and their deliveries (webhooks, e-mails) in the store:
+tables and data access.
 
 An entry is a protected identity with the features a comparison needs, kept as registered (a
 snapshot), so that checking a newly ingested profile against every entry never reads the
-profiles table. Alerts are unique per (entry, profile): inserting one that exists is a no-op,
-which is what makes "the same clone never alerts twice" hold across processes. Deliveries are
-durable rows that a worker claims for a while (a lease), so two processes never send the same
-attempt; each attempt is logged in its own row.
+profiles table. A second identical watch by the same key finds the first (`watch_key`) instead
+of adding an entry. Alerts are unique per (entry, profile): inserting one that exists is a
+no-op, which is what makes "the same clone never alerts twice" hold across processes.
+Deliveries are durable rows that a worker claims for a while (a lease), so two processes never
+send the same attempt; each webhook attempt is logged in its own row.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +41,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -48,6 +53,9 @@ from service.store.store import _WRITE_OPTION, Store, _utcnow
 from service.store.tables import BigId, JSONDocument, UTCDateTime, metadata
 
 DeliveryStatus = Literal["pending", "delivered", "failed"]
+# The person's word on an alert: the account is theirs, or it is a clone.
+Answer = Literal["mine", "clone"]
+MailKind = Literal["confirm", "alert"]
 
 watchlist_entries = Table(
     "watchlist_entries",
@@ -78,10 +86,28 @@ watchlist_entries = Table(
     # Needed in clear to sign every delivery; shown to the caller once, at registration.
     Column("webhook_secret", Text),
     Column("created_at", UTCDateTime, nullable=False),
+    # The same watch asked again by the same key finds this entry (see `watch_key`).
+    Column("watch_key", String(64)),
+    # The private link's token is shown once; only its SHA-256 is kept, as for API keys.
+    Column("page_token_hash", String(64)),
+    # Alerts are e-mailed here once the address is confirmed. The e-mail token confirms the
+    # address or stops the watch (never reads it); it is written into every alert e-mail's
+    # stop link, so it is kept in clear, like the webhook secret.
+    Column("email", Text),
+    Column("email_token", String(64)),
+    Column("email_confirmed_at", UTCDateTime),
+    Column("link_base_url", Text),  # where the e-mails' links point
     # Never reuse an id: (count, max id) is the cheap version other processes compare.
     sqlite_autoincrement=True,
 )
 Index("ix_watchlist_entries_key_id", watchlist_entries.c.key_id)
+Index(
+    "ix_watchlist_entries_key_id_watch_key",
+    watchlist_entries.c.key_id,
+    watchlist_entries.c.watch_key,
+)
+Index("ix_watchlist_entries_page_token_hash", watchlist_entries.c.page_token_hash, unique=True)
+Index("ix_watchlist_entries_email_token", watchlist_entries.c.email_token, unique=True)
 
 alerts = Table(
     "alerts",
@@ -103,6 +129,8 @@ alerts = Table(
     Column("likely_impersonator", String(16), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("acknowledged_at", UTCDateTime),
+    Column("answer", String(16)),  # the person's word (`Answer`), from the private page
+    Column("answered_at", UTCDateTime),
     UniqueConstraint("entry_id", "profile_id"),
     sqlite_autoincrement=True,
 )
@@ -152,6 +180,66 @@ webhook_attempts = Table(
 )
 Index("ix_webhook_attempts_delivery_id", webhook_attempts.c.delivery_id)
 
+mail_deliveries = Table(
+    "mail_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "entry_id",
+        Integer,
+        ForeignKey("watchlist_entries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("alert_id", Integer, ForeignKey("alerts.id", ondelete="CASCADE")),
+    Column("kind", String(16), nullable=False),  # MailKind
+    Column("to_address", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("stop_url", Text),  # the List-Unsubscribe address
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claim_token", String(64)),
+    Column("claimed_until", UTCDateTime),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    sqlite_autoincrement=True,
+)
+Index("ix_mail_deliveries_entry_id", mail_deliveries.c.entry_id)
+Index(
+    "ix_mail_deliveries_status_next_attempt_at",
+    mail_deliveries.c.status,
+    mail_deliveries.c.next_attempt_at,
+)
+
+
+def watch_key(
+    *,
+    platform_key: str | None,
+    handle_key: str | None,
+    name_key: str,
+    avatar_sha256: str | None,
+    bio: str | None,
+    threshold: float,
+    webhook_url: str | None,
+    email: str | None,
+) -> str:
+    """What makes two watches the same watch: the same identity (the same platform and
+    handle; without them, the same folded name and photo, or the same bio when it has neither),
+    the same threshold, and alerts going to the same webhook and e-mail address.
+
+    Migration 0007 keeps a frozen copy of this for the entries it fills in.
+    """
+    if platform_key and handle_key:
+        who = ["account", platform_key, handle_key]
+    else:
+        photo = avatar_sha256 or ""
+        text_of_bio = "" if (name_key or photo) else " ".join((bio or "").split()).casefold()
+        who = ["face", name_key or "", photo, text_of_bio]
+    parts = [*who, f"{float(threshold):.4f}", webhook_url or "", (email or "").casefold()]
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()
+
 
 # -- rows ---------------------------------------------------------------------------------
 
@@ -177,12 +265,38 @@ class EntryWrite:
     threshold: float
     webhook_url: str | None
     webhook_secret: str | None
+    watch_key: str | None = None
+    page_token_hash: str | None = None
+    email: str | None = None
+    email_token: str | None = None
+    link_base_url: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EntryRow(EntryWrite):
     id: int
     created_at: datetime
+    email_confirmed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """An e-mail to send: to whom, what it says, and its one-click stop address."""
+
+    kind: MailKind
+    to_address: str
+    subject: str
+    body: str
+    stop_url: str | None
+
+
+@dataclass(frozen=True)
+class ClaimedMail(OutgoingMail):
+    """A mail delivery this worker may send now (see `ClaimedDelivery`)."""
+
+    id: int
+    attempt: int
+    token: str
 
 
 @dataclass(frozen=True)
@@ -215,6 +329,8 @@ class AlertRow:
     likely_impersonator: Side
     created_at: datetime
     acknowledged_at: datetime | None
+    answer: Answer | None = None
+    answered_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -294,7 +410,21 @@ def _alert_row(row: Row[Any]) -> AlertRow:
     values = row._asdict()
     values["label"] = cast(Label, values["label"])
     values["likely_impersonator"] = cast(Side, values["likely_impersonator"])
+    values["answer"] = cast("Answer | None", values["answer"])
     return AlertRow(**values)
+
+
+def _pending_mail(mail: OutgoingMail, *, entry_id: int, alert_id: int | None) -> dict[str, Any]:
+    now = _utcnow()
+    return {
+        **mail.__dict__,
+        "entry_id": entry_id,
+        "alert_id": alert_id,
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 class WatchlistStore:
@@ -329,6 +459,84 @@ class WatchlistStore:
                 insert(watchlist_entries).values(**values).returning(*_ENTRY_COLUMNS)
             ).one()
         return _entry_row(row)
+
+    def add_entry_once(
+        self, entry: EntryWrite, *, confirmation: Callable[[EntryRow], OutgoingMail] | None
+    ) -> tuple[EntryRow, bool]:
+        """The key's entry of the same watch (`entry.watch_key`) if it has one, else `entry`
+        stored now, with the e-mail `confirmation(stored)` makes queued in the same
+        transaction; and whether the entry existed."""
+        same = and_(
+            watchlist_entries.c.key_id == entry.key_id,
+            watchlist_entries.c.watch_key == entry.watch_key,
+        )
+        with self._writing() as conn:
+            if self._dialect == "postgresql":
+                # SQLite's write lock, taken at BEGIN, serialises registrations; PostgreSQL's
+                # transactions would each see no entry and both insert.
+                lock = int(entry.watch_key or "0", 16) & (2**63 - 1)
+                conn.execute(text("SELECT pg_advisory_xact_lock(:lock)"), {"lock": lock})
+            found = conn.execute(
+                select(*_ENTRY_COLUMNS).where(same).order_by(watchlist_entries.c.id).limit(1)
+            ).first()
+            if found is not None:
+                return _entry_row(found), True
+            values = {**entry.__dict__, "created_at": _utcnow()}
+            stored = _entry_row(
+                conn.execute(
+                    insert(watchlist_entries).values(**values).returning(*_ENTRY_COLUMNS)
+                ).one()
+            )
+            if confirmation is not None:
+                conn.execute(
+                    insert(mail_deliveries).values(
+                        **_pending_mail(confirmation(stored), entry_id=stored.id, alert_id=None)
+                    )
+                )
+        return stored, False
+
+    def entry_by_page_token(self, token_hash: str) -> EntryRow | None:
+        stmt = select(*_ENTRY_COLUMNS).where(watchlist_entries.c.page_token_hash == token_hash)
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _entry_row(row)
+
+    def entry_by_email_token(self, token: str) -> EntryRow | None:
+        stmt = select(*_ENTRY_COLUMNS).where(watchlist_entries.c.email_token == token)
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        return None if row is None else _entry_row(row)
+
+    def replace_page_token(self, entry_id: int, *, old_hash: str, new_hash: str) -> bool:
+        """Put a new private link in place of the old one; False when the old one no longer
+        opens the entry (replaced meanwhile, or the entry erased)."""
+        with self._writing() as conn:
+            changed = conn.execute(
+                update(watchlist_entries)
+                .where(
+                    watchlist_entries.c.id == entry_id,
+                    watchlist_entries.c.page_token_hash == old_hash,
+                )
+                .values(page_token_hash=new_hash)
+            ).rowcount
+        return bool(changed)
+
+    def confirm_email(self, entry_id: int) -> EntryRow | None:
+        """Mark the entry's address confirmed (the first time counts)."""
+        with self._writing() as conn:
+            conn.execute(
+                update(watchlist_entries)
+                .where(
+                    watchlist_entries.c.id == entry_id,
+                    watchlist_entries.c.email.is_not(None),
+                    watchlist_entries.c.email_confirmed_at.is_(None),
+                )
+                .values(email_confirmed_at=_utcnow())
+            )
+            row = conn.execute(
+                select(*_ENTRY_COLUMNS).where(watchlist_entries.c.id == entry_id)
+            ).first()
+        return None if row is None else _entry_row(row)
 
     def entries(self, *, key_id: int | None) -> list[EntryRow]:
         """The entries of one key (every key's with None), oldest first."""
@@ -366,6 +574,7 @@ class WatchlistStore:
             conn.execute(
                 delete(webhook_deliveries).where(webhook_deliveries.c.alert_id.in_(alert_ids))
             )
+            conn.execute(delete(mail_deliveries).where(mail_deliveries.c.entry_id == entry_id))
             conn.execute(delete(alerts).where(alerts.c.entry_id == entry_id))
             conn.execute(delete(watchlist_entries).where(condition))
         return True
@@ -381,16 +590,33 @@ class WatchlistStore:
     # -- alerts -----------------------------------------------------------------------------
 
     def add_alerts(
-        self, new: Sequence[AlertWrite], *, payload: Callable[[AlertRow], str]
+        self,
+        new: Sequence[AlertWrite],
+        *,
+        payload: Callable[[AlertRow], str],
+        mail: Callable[[AlertRow, EntryRow], OutgoingMail] | None = None,
     ) -> list[AlertRow]:
         """Store each alert unless its (entry, profile) pair already alerted; returns the ones
         stored now. An alert of an entry with a webhook gets a pending delivery whose body is
-        `payload(alert)`, in the same transaction."""
+        `payload(alert)`, and, with `mail`, one of an entry whose e-mail address is confirmed
+        now gets the e-mail `mail(alert, entry)`, in the same transaction."""
         if not new:
             return []
         now = _utcnow()
         created: list[AlertRow] = []
         with self._writing() as conn:
+            mailed: dict[int, EntryRow] = {}
+            if mail is not None:
+                # Read here, not from the caller's snapshot: an address confirmed since counts.
+                mailed = {
+                    row.id: _entry_row(row)
+                    for row in conn.execute(
+                        select(*_ENTRY_COLUMNS).where(
+                            watchlist_entries.c.id.in_({a.entry_id for a in new}),
+                            watchlist_entries.c.email_confirmed_at.is_not(None),
+                        )
+                    )
+                }
             for alert in new:
                 values = {k: v for k, v in alert.__dict__.items() if k != "webhook_url"}
                 row = conn.execute(
@@ -412,7 +638,45 @@ class WatchlistStore:
                             created_at=now,
                         )
                     )
+                entry = mailed.get(stored.entry_id)
+                if mail is not None and entry is not None:
+                    conn.execute(
+                        insert(mail_deliveries).values(
+                            **_pending_mail(
+                                mail(stored, entry), entry_id=entry.id, alert_id=stored.id
+                            )
+                        )
+                    )
         return created
+
+    def answer(self, alert_id: int, *, entry_id: int, answer: Answer) -> AlertRow | None:
+        """Record the person's word on one alert of their entry (a later answer replaces it)."""
+        condition = and_(alerts.c.id == alert_id, alerts.c.entry_id == entry_id)
+        with self._writing() as conn:
+            conn.execute(
+                update(alerts).where(condition).values(answer=answer, answered_at=_utcnow())
+            )
+            row = conn.execute(select(*_ALERT_COLUMNS).where(condition)).first()
+        return None if row is None else _alert_row(row)
+
+    def own_accounts(self, entry_ids: Sequence[int]) -> set[tuple[int, str, str]]:
+        """(entry id, folded platform, folded handle) of every account a person marked as
+        their own on one of these entries' alerts."""
+        if not entry_ids:
+            return set()
+        stmt = select(alerts.c.entry_id, alerts.c.profile).where(
+            alerts.c.entry_id.in_(set(entry_ids)), alerts.c.answer == "mine"
+        )
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return {
+            (
+                row.entry_id,
+                str(row.profile.get("platform", "")).strip().casefold(),
+                str(row.profile.get("handle", "")).strip().lstrip("@").casefold(),
+            )
+            for row in rows
+        }
 
     def alerts(self, where: AlertFilter) -> list[AlertRow]:
         """Alerts matching `where`, newest first."""
@@ -601,3 +865,93 @@ class WatchlistStore:
                 )
             )
         return status
+
+    # -- e-mails ----------------------------------------------------------------------------
+
+    def mails(self, entry_id: int) -> list[tuple[MailKind, DeliveryStatus]]:
+        """The kind and status of every e-mail queued for one entry, oldest first."""
+        stmt = (
+            select(mail_deliveries.c.kind, mail_deliveries.c.status)
+            .where(mail_deliveries.c.entry_id == entry_id)
+            .order_by(mail_deliveries.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [
+                (cast(MailKind, row.kind), cast(DeliveryStatus, row.status))
+                for row in conn.execute(stmt)
+            ]
+
+    def claim_due_mail(self, *, limit: int, lease_s: float) -> list[ClaimedMail]:
+        """Claim up to `limit` pending e-mails that are due, as `claim_due` does deliveries."""
+        now = _utcnow()
+        token = secrets.token_hex(16)
+        due = (
+            select(mail_deliveries)
+            .where(
+                mail_deliveries.c.status == "pending",
+                mail_deliveries.c.next_attempt_at <= now,
+                or_(
+                    mail_deliveries.c.claimed_until.is_(None),
+                    mail_deliveries.c.claimed_until < now,
+                ),
+            )
+            .order_by(mail_deliveries.c.next_attempt_at, mail_deliveries.c.id)
+            .limit(limit)
+        )
+        with self._engine.connect() as conn:
+            if conn.execute(due.with_only_columns(mail_deliveries.c.id)).first() is None:
+                return []
+        if self._dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True, of=mail_deliveries)
+        with self._writing() as conn:
+            rows = conn.execute(due).all()
+            if not rows:
+                return []
+            conn.execute(
+                update(mail_deliveries)
+                .where(mail_deliveries.c.id.in_([row.id for row in rows]))
+                .values(claim_token=token, claimed_until=now + timedelta(seconds=lease_s))
+            )
+        return [
+            ClaimedMail(
+                kind=cast(MailKind, row.kind),
+                to_address=row.to_address,
+                subject=row.subject,
+                body=row.body,
+                stop_url=row.stop_url,
+                id=row.id,
+                attempt=row.attempts + 1,
+                token=token,
+            )
+            for row in rows
+        ]
+
+    def record_mail_attempt(
+        self, claimed: ClaimedMail, *, error: str | None, retry_at: datetime | None
+    ) -> DeliveryStatus | None:
+        """Move an e-mail on after one attempt: sent (no `error`), pending until `retry_at`,
+        or failed for good; None when the claim was lost (nothing is written then)."""
+        now = _utcnow()
+        if error is None:
+            status: DeliveryStatus = "delivered"
+        else:
+            status = "pending" if retry_at is not None else "failed"
+        with self._writing() as conn:
+            changed = conn.execute(
+                update(mail_deliveries)
+                .where(
+                    mail_deliveries.c.id == claimed.id,
+                    mail_deliveries.c.claim_token == claimed.token,
+                    mail_deliveries.c.status == "pending",
+                )
+                .values(
+                    status=status,
+                    attempts=claimed.attempt,
+                    next_attempt_at=retry_at if retry_at is not None else now,
+                    claim_token=None,
+                    claimed_until=None,
+                    last_error=error,
+                    finished_at=None if status == "pending" else now,
+                )
+            ).rowcount
+        return status if changed else None

@@ -1,9 +1,14 @@
 """Watchlists: protected identities, checked against every profile ingested after them.
 
 A caller registers an identity (a profile record, or a stored profile named by platform and
-handle). From then on every ingest, by any route and any process, compares each ingested
-profile with every entry, and a match at or above the entry's threshold becomes an alert (once
-per entry and profile), with a signed webhook delivery when the entry has a webhook URL.
+handle); the same watch asked again returns the first. From then on every ingest, by any route
+and any process, compares each ingested profile with every entry, and a match at or above the
+entry's threshold becomes an alert (once per entry and profile), with a signed webhook
+delivery when the entry has a webhook URL and an e-mail when it has a confirmed address.
+
+The person watched reaches their entry without a key, through a private link whose token is
+shown once (`watched` and the methods after it): they see its alerts, say which accounts are
+their own (those never alert again), replace the link, or stop the watch, which erases it.
 
 Why it stays cheap: the watchlist is small next to the index, so each batch of ingested
 profiles is compared with all entries at once, vectorised: avatar hashes by a Hamming range
@@ -37,6 +42,7 @@ from models.errors import InvalidInputError, InvalidRecordError, NotFoundError
 from models.profile import identity_key, parse_query
 from models.result import Context, PairEvidence
 from models.scoring import ScoringModel
+from service.auth.keys import hash_key
 from service.auth.roles import (
     PUBLIC_ACCESS,
     PUBLIC_PROFILE_FIELDS,
@@ -58,10 +64,18 @@ from service.store.watchlist import (
     AlertFilter,
     AlertRow,
     AlertWrite,
+    Answer,
     DeliveryRow,
     EntryRow,
     EntryWrite,
     WatchlistStore,
+    watch_key,
+)
+from service.watchlist.mail import (
+    MailSender,
+    alert_mail,
+    check_email_address,
+    confirmation_mail,
 )
 from service.watchlist.webhooks import WebhookDispatcher, check_webhook_url
 
@@ -70,6 +84,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_ALERT_LIMIT = 50
 MAX_ALERT_LIMIT = 500
 SECRET_PREFIX = "whsec_"
+# The private link's token, and the e-mail links' (confirm, stop): 256 random bits each.
+PAGE_TOKEN_PREFIX = "cfw_"
+EMAIL_TOKEN_PREFIX = "cfm_"
+_MAX_TOKEN_CHARS = 100
+_GONE = (
+    "this link opens no watch: it was replaced by a newer link, or the watch was stopped and erased"
+)
 
 # An avatar adds to a score only above similarity 0.5 (fewer than UNRELATED_BITS / 2 bits
 # apart); the range search looks one bit further, since it keeps distances below its radius.
@@ -85,12 +106,18 @@ class RegisterRequest:
     identity: dict[str, Any]
     threshold: float | None = None
     webhook_url: str | None = None
+    email: str | None = None  # alerts are e-mailed here once it is confirmed
+    # Where the e-mails' links point when the settings name no address: the service's
+    # address as this request reached it (set by the route, never from the body).
+    link_base_url: str | None = None
 
 
 @dataclass(frozen=True)
 class Registered:
     entry: EntryRow
     webhook_secret: str | None  # returned once, at registration
+    existing: bool = False  # the same watch was asked before: that entry, nothing new
+    page_token: str | None = None  # the private link's token, returned once
 
 
 @dataclass(frozen=True)
@@ -117,6 +144,8 @@ def entry_document(entry: EntryRow) -> dict[str, Any]:
         "identity": entry.identity,
         "threshold": entry.threshold,
         "webhook_url": entry.webhook_url,
+        "email": entry.email,
+        "email_confirmed": entry.email_confirmed_at is not None,
         "created_at": entry.created_at,
     }
 
@@ -135,6 +164,7 @@ def alert_document(alert: AlertRow) -> dict[str, Any]:
         "created_at": _iso(alert.created_at),
         "acknowledged": alert.acknowledged_at is not None,
         "acknowledged_at": _iso(alert.acknowledged_at) if alert.acknowledged_at else None,
+        "answer": alert.answer,
     }
 
 
@@ -317,10 +347,11 @@ class Watchlist:
             self._listeners.remove(listener)
 
     def start_deliveries(self) -> WebhookDispatcher:
-        """Start sending due webhook deliveries from background threads (in `serve` and
-        `worker`); the returned loop's `stop()` ends them. Alerts this process stores wake it
-        at once; those of other processes are found by polling the store."""
-        dispatcher = WebhookDispatcher(self.store, settings=self._settings)
+        """Start sending due webhook deliveries and e-mails from background threads (in `serve`
+        and `worker`); the returned loop's `stop()` ends them. Alerts this process stores wake
+        it at once; those of other processes are found by polling the store."""
+        mailer = MailSender(self._settings) if self._settings.sends_mail else None
+        dispatcher = WebhookDispatcher(self.store, settings=self._settings, mailer=mailer)
         self.add_listener(dispatcher.wake)
         dispatcher.start()
         return dispatcher
@@ -336,7 +367,13 @@ class Watchlist:
         handle completes it from the store when the caller may read stored profiles by name
         (`access`, by default the caller's role's); otherwise only the fields sent are kept
         and compared, and whether the named profile exists is not told. Its features are kept
-        as registered. A webhook entry gets a new signing secret, returned here and never again.
+        as registered. A webhook entry gets a new signing secret, and every entry a private
+        link, returned here and never again.
+
+        The same watch asked again by the same key (the same identity, threshold, webhook and
+        e-mail address: `watch_key`) returns the entry it made, `existing`, with no secret or
+        link. An e-mail address is sent a confirmation e-mail, and nothing else until it is
+        confirmed.
         """
         access = caller.access if access is None else access
         threshold = self._threshold(request.threshold)
@@ -347,6 +384,16 @@ class Watchlist:
             if request.webhook_url
             else None
         )
+        email = check_email_address(request.email) if request.email else None
+        if email is not None and not self._settings.sends_mail:
+            message = (
+                "field 'email': this service sends no e-mail (no SMTP server is set up); "
+                "leave it out and keep the private link"
+            )
+            raise InvalidInputError(message, details=[{"field": "email", "message": message}])
+        link_base_url = self._settings.smtp_link_base_url or request.link_base_url
+        if email is not None and not link_base_url:
+            raise InvalidInputError("an e-mail address needs the service's address for its links")
         query = parse_query(request.identity, where="identity")
         named = bool(query.platform and query.handle)
         own = (
@@ -393,7 +440,8 @@ class Watchlist:
             identity_key(query.platform, query.handle) if named else (None, None)  # type: ignore[arg-type]
         )
         secret = SECRET_PREFIX + secrets.token_urlsafe(32) if webhook_url else None
-        entry = self.store.add_entry(
+        page_token = PAGE_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        entry, existing = self.store.add_entry_once(
             EntryWrite(
                 key_id=caller.key_id,
                 platform_key=platform_key,
@@ -412,10 +460,30 @@ class Watchlist:
                 threshold=threshold,
                 webhook_url=webhook_url,
                 webhook_secret=secret,
-            )
+                watch_key=watch_key(
+                    platform_key=platform_key,
+                    handle_key=handle_key,
+                    name_key=side.name_key,
+                    avatar_sha256=identity.get("avatar_sha256"),
+                    bio=side.bio,
+                    threshold=threshold,
+                    webhook_url=webhook_url,
+                    email=email,
+                ),
+                page_token_hash=hash_key(page_token),
+                email=email,
+                email_token=EMAIL_TOKEN_PREFIX + secrets.token_urlsafe(32) if email else None,
+                link_base_url=link_base_url if email else None,
+            ),
+            confirmation=confirmation_mail if email else None,
         )
+        if existing:
+            logger.info("watchlist entry %d asked for again by key %d", entry.id, caller.key_id)
+            return Registered(entry=entry, webhook_secret=None, existing=True)
         logger.info("watchlist entry %d registered by key %d", entry.id, caller.key_id)
-        return Registered(entry=entry, webhook_secret=secret)
+        if email:
+            self._wake_listeners()  # the confirmation e-mail
+        return Registered(entry=entry, webhook_secret=secret, page_token=page_token)
 
     def entries(self, caller: Caller) -> list[EntryRow]:
         """The caller's entries (every key's with the `watchlist.all` permission)."""
@@ -480,6 +548,77 @@ class Watchlist:
         if self.store.alert(alert_id, key_id=_scope(caller)) is None:
             raise NotFoundError(f"no alert {alert_id}")
         return self.store.deliveries(alert_id)
+
+    # -- the person's own view, through the private link ----------------------------------
+
+    def watched(self, page_token: Any) -> EntryRow:
+        """The entry a private link opens; NotFoundError when it opens none."""
+        entry = None
+        if _plausible_token(page_token, PAGE_TOKEN_PREFIX):
+            entry = self.store.entry_by_page_token(hash_key(page_token))
+        if entry is None:
+            raise NotFoundError(_GONE)
+        return entry
+
+    def watched_alerts(self, entry: EntryRow) -> list[AlertRow]:
+        """The entry's alerts, newest first, each clone cut to its public fields: the link's
+        holder has no key, and reads as little as the least key does."""
+        rows = self.store.alerts(AlertFilter(key_id=None, entry_id=entry.id, limit=MAX_ALERT_LIMIT))
+        return [replace(row, profile=PUBLIC_ACCESS.profile(row.profile)) for row in rows]
+
+    def answer(self, page_token: Any, alert_id: int, answer: Answer) -> AlertRow:
+        """Record "this is me" (`mine`: that account never alerts this entry again) or "a
+        clone" on one of the entry's alerts."""
+        entry = self.watched(page_token)
+        alert = self.store.answer(alert_id, entry_id=entry.id, answer=answer)
+        if alert is None:
+            raise NotFoundError(f"no alert {alert_id} on this watch")
+        logger.info("alert %d of entry %d answered: %s", alert_id, entry.id, answer)
+        return replace(alert, profile=PUBLIC_ACCESS.profile(alert.profile))
+
+    def new_link(self, page_token: Any) -> str:
+        """A new private link in place of this one, which stops opening the entry now."""
+        entry = self.watched(page_token)
+        token = PAGE_TOKEN_PREFIX + secrets.token_urlsafe(32)
+        if not self.store.replace_page_token(
+            entry.id, old_hash=hash_key(page_token), new_hash=hash_key(token)
+        ):
+            raise NotFoundError(_GONE)
+        logger.info("watchlist entry %d: private link replaced", entry.id)
+        return token
+
+    def stop(self, page_token: Any) -> None:
+        """Erase the entry, with its photo's hashes, its alerts and its deliveries."""
+        self._erase(self.watched(page_token))
+
+    def confirm_email(self, email_token: Any) -> EntryRow:
+        """Confirm the entry's address: its alerts are e-mailed from now on."""
+        confirmed = self.store.confirm_email(self._by_email_token(email_token).id)
+        if confirmed is None:
+            raise NotFoundError(_GONE)
+        logger.info("watchlist entry %d: e-mail address confirmed", confirmed.id)
+        return confirmed
+
+    def stop_by_email(self, email_token: Any) -> None:
+        """The e-mails' stop link: erase the entry, as `stop` does."""
+        self._erase(self._by_email_token(email_token))
+
+    def _by_email_token(self, email_token: Any) -> EntryRow:
+        entry = None
+        if _plausible_token(email_token, EMAIL_TOKEN_PREFIX):
+            entry = self.store.entry_by_email_token(email_token)
+        if entry is None:
+            raise NotFoundError(_GONE)
+        return entry
+
+    def _erase(self, entry: EntryRow) -> None:
+        if not self.store.delete_entry(entry.id, key_id=None):
+            raise NotFoundError(_GONE)
+        logger.info("watchlist entry %d stopped and erased by the person watched", entry.id)
+
+    def _wake_listeners(self) -> None:
+        for listener in list(self._listeners):
+            listener()
 
     # -- the ingest hook ----------------------------------------------------------------------
 
@@ -564,6 +703,11 @@ class Watchlist:
                     found.append((entry, ids[c], pair, verdict))
         if not found:
             return []
+        # Accounts the person said are their own never alert their entry again, even stored
+        # anew under another id.
+        own = self.store.own_accounts(sorted({entry.id for entry, *_ in found}))
+        if own:
+            found = [f for f in found if (f[0].id, *latest[f[1]].record.key) not in own]
 
         stored = {row.id: row for row in self._profiles.get_many([f[1] for f in found])}
         owners = self._owner_access()
@@ -586,7 +730,9 @@ class Watchlist:
             for entry, profile_id, pair, verdict in found
             if profile_id in stored  # erased in the meantime: nothing left to alert on
         ]
-        created = self.store.add_alerts(new, payload=_payload)
+        created = self.store.add_alerts(
+            new, payload=_payload, mail=alert_mail if self._settings.sends_mail else None
+        )
         for alert in created:
             logger.info(
                 "alert %d: profile %d matches watchlist entry %d (score %.3f)",
@@ -595,10 +741,9 @@ class Watchlist:
                 alert.entry_id,
                 alert.score,
             )
-        webhooks = {e.id for e, *_ in found if e.webhook_url}
-        if any(alert.entry_id in webhooks for alert in created):
-            for listener in list(self._listeners):
-                listener()
+        delivered = {e.id for e, *_ in found if e.webhook_url or e.email}
+        if any(alert.entry_id in delivered for alert in created):
+            self._wake_listeners()
         return created
 
     def _owner_access(self) -> dict[int, ProfileAccess]:
@@ -633,6 +778,11 @@ def _as_read_by(caller: Caller, alert: AlertRow) -> AlertRow:
     if caller.access.every_field:
         return alert
     return replace(alert, profile=caller.access.profile(alert.profile))
+
+
+def _plausible_token(token: Any, prefix: str) -> bool:
+    """Whether `token` can be one of ours, before it is looked up."""
+    return isinstance(token, str) and token.startswith(prefix) and len(token) <= _MAX_TOKEN_CHARS
 
 
 def _parse_cursor(cursor: str | None) -> int | None:

@@ -1,9 +1,11 @@
-"""Signed webhook deliveries of watchlist alerts, and the background loop that sends them.
+"""Signed webhook deliveries of watchlist alerts, and the background loop that sends them
+(and the alerts' e-mails, `service.watchlist.mail`).
 
 Each alert of an entry with a webhook URL becomes a durable delivery row (see
 `service.store.watchlist`). A delivery loop claims due deliveries, POSTs the alert as JSON with
 an HMAC-SHA256 signature, logs the attempt and either marks the delivery delivered, schedules a
-retry with exponential backoff, or gives up after the configured number of attempts.
+retry with exponential backoff, or gives up after the configured number of attempts. Queued
+e-mails go the same way, through the SMTP server, with the same retries.
 
 The signature scheme (what a receiver checks):
 
@@ -38,7 +40,8 @@ from service.matching.avatar_source import (
     address_refusal,
     guarded_transport,
 )
-from service.store.watchlist import AttemptResult, ClaimedDelivery, WatchlistStore
+from service.store.watchlist import AttemptResult, ClaimedDelivery, ClaimedMail, WatchlistStore
+from service.watchlist.mail import MailSender
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +214,8 @@ def retry_delay(attempt: int, *, base_s: float, max_s: float) -> float:
 
 
 class WebhookDispatcher:
-    """Sends due deliveries from background threads until stopped.
+    """Sends due deliveries (and, with a `mailer`, due e-mails) from background threads until
+    stopped.
 
     Any number of processes (`serve`, `worker`) may run one on the same database: deliveries
     are claimed before they are sent, so each attempt is made by one process only. A new alert
@@ -224,6 +228,7 @@ class WebhookDispatcher:
         *,
         settings: Settings,
         sender: WebhookSender | None = None,
+        mailer: MailSender | None = None,
     ) -> None:
         self._store = store
         self._settings = settings
@@ -231,6 +236,7 @@ class WebhookDispatcher:
             timeout_s=settings.webhook_timeout_s,
             allow_private=settings.avatar_fetch_allow_private,
         )
+        self._mailer = mailer
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -259,12 +265,46 @@ class WebhookDispatcher:
         self._threads = []
 
     def run_once(self, *, limit: int = 1) -> int:
-        """Claim and send up to `limit` due deliveries; returns how many attempts were made."""
+        """Claim and send up to `limit` due deliveries, and as many due e-mails; returns how
+        many attempts were made."""
         lease_s = self._settings.webhook_timeout_s + _LEASE_MARGIN_S
         claimed = self._store.claim_due(limit=limit, lease_s=lease_s)
         for delivery in claimed:
             self._attempt(delivery)
-        return len(claimed)
+        if self._mailer is None:
+            return len(claimed)
+        mail_lease_s = self._settings.smtp_timeout_s * 4 + _LEASE_MARGIN_S  # connect, TLS, send
+        mails = self._store.claim_due_mail(limit=limit, lease_s=mail_lease_s)
+        for mail in mails:
+            self._send_mail(self._mailer, mail)
+        return len(claimed) + len(mails)
+
+    def _retry_at(self, attempt: int) -> datetime | None:
+        if attempt >= self._settings.webhook_max_attempts:
+            return None
+        delay = retry_delay(
+            attempt,
+            base_s=self._settings.webhook_retry_base_s,
+            max_s=self._settings.webhook_retry_max_s,
+        )
+        return datetime.now(UTC) + timedelta(seconds=delay)
+
+    def _send_mail(self, mailer: MailSender, mail: ClaimedMail) -> None:
+        result = mailer.send(mail)
+        retry_at = None
+        if result.error is not None and not result.permanent:
+            retry_at = self._retry_at(mail.attempt)
+        status = self._store.record_mail_attempt(mail, error=result.error, retry_at=retry_at)
+        log: Callable[..., None] = logger.info if result.error is None else logger.warning
+        # The address is the person's: the log names the e-mail by its number only.
+        log(
+            "%s e-mail %d attempt %d: %s -> %s",
+            mail.kind,
+            mail.id,
+            mail.attempt,
+            result.error or "sent",
+            status or "claim lost",
+        )
 
     def _attempt(self, delivery: ClaimedDelivery) -> None:
         result = self._sender.send(
@@ -274,14 +314,7 @@ class WebhookDispatcher:
             delivery_id=delivery.id,
             attempt=delivery.attempt,
         )
-        retry_at = None
-        if not result.ok and delivery.attempt < self._settings.webhook_max_attempts:
-            delay = retry_delay(
-                delivery.attempt,
-                base_s=self._settings.webhook_retry_base_s,
-                max_s=self._settings.webhook_retry_max_s,
-            )
-            retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        retry_at = None if result.ok else self._retry_at(delivery.attempt)
         status = self._store.record_attempt(delivery, result, retry_at=retry_at)
         log: Callable[..., None] = logger.info if result.ok else logger.warning
         log(

@@ -55,6 +55,7 @@ from service.evidence.report import MissingFontsError
 from service.matching.engine import Engine
 from service.store import KeyStore
 from service.store.audit import Actor
+from service.watchlist.mail import page_url
 from service.watchlist.service import RegisterRequest
 
 logger = logging.getLogger(__name__)
@@ -203,6 +204,7 @@ class WebPage:
             "mode": self._settings.web_mode,
             "profiles": self._engine.store.count(),
             "max_image_bytes": self._settings.max_image_bytes,
+            "email": self._settings.sends_mail,
         }
 
     def record(self, raw: Any) -> dict[str, Any]:
@@ -241,8 +243,9 @@ class WebPage:
 
     def check(self, raw: Any) -> dict[str, Any]:
         """The matches of what was sent, each with its avatar's address, account link, label
-        in plain words and the platform's impersonation form, and how many profiles were
-        searched."""
+        in plain words and the platform's impersonation form; how many profiles were
+        searched; and `query_avatar`, the address of the stored photo the check compared when
+        none was sent (else None)."""
         record = self.record(raw)
         with _avatar_errors(record):
             result = self._engine.check(
@@ -260,26 +263,52 @@ class WebPage:
             matches.append(item)
         return {
             "query": result.query.model_dump(mode="json"),
+            "query_avatar": self._avatar_on_file(record),
             "searched": self._engine.store.count(),
             "matches": matches,
         }
 
-    def watch(self, raw: Any) -> dict[str, Any]:
-        """Register what was sent as a watchlist entry of the page's own key."""
+    def _avatar_on_file(self, record: dict[str, Any]) -> str | None:
+        """The address of the stored photo a check compared in place of one not sent: where a
+        check may name a stored profile (local mode), the profile fills in what the form left
+        out. None when a photo was sent, or no photo on file was compared and can be shown."""
+        if "avatar_base64" in record or not self._access.by_name:
+            return None
+        row = self._engine.store.get(record["platform"], record["handle"])
+        if row is None or row.avatar_sha256 is None or row.avatar_hashes is None:
+            return None
+        if self._engine.store.avatar(row.avatar_sha256) is None:
+            return None
+        return AVATAR_PATH.format(sha256=row.avatar_sha256)
+
+    def watch(self, raw: Any, *, link_base_url: str | None = None) -> dict[str, Any]:
+        """Register what was sent as a watchlist entry of the page's own key: the private
+        link (`watch_url`, relative) the first time, `existing` when the same watch was asked
+        before. `link_base_url`: the service's address, for the links of e-mails."""
         record = self.record(raw)
         webhook_url = _text(raw, "webhook_url") if isinstance(raw, dict) else None
+        email = _text(raw, "email") if isinstance(raw, dict) else None
         with _avatar_errors(record):
             registered = self._engine.watchlist.register(
                 self._page_caller(),
-                RegisterRequest(identity=record, webhook_url=webhook_url),
+                RegisterRequest(
+                    identity=record,
+                    webhook_url=webhook_url,
+                    email=email,
+                    link_base_url=link_base_url,
+                ),
                 access=self._access,
             )
         entry = registered.entry
+        token = registered.page_token
         return {
             "id": entry.id,
+            "existing": registered.existing,
+            "watch_url": page_url("", token) if token else None,
             "threshold": entry.threshold,
             "webhook_url": entry.webhook_url,
             "webhook_secret": registered.webhook_secret,
+            "email": entry.email,
             "created_at": entry.created_at.isoformat(),
         }
 

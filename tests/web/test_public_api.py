@@ -89,12 +89,15 @@ def test_public_page_checks_only_what_was_sent_within_a_rate_limit(
     )
     assert answer.status_code == 201, answer.text
 
-    # 4, then over the limit: 429 with Retry-After, in the contract's error shape.
+    # 4: a stored handle sent with a name but no photo is not shown the photo stored under it.
     answer = client.post(
         "/web/api/check",
-        json={"platform": "x", "handle": "someone", "display_name": "Someone Else"},
+        json={"platform": "twitter", "handle": "jane_rivera", "display_name": "Jane Rivera"},
     )
     assert answer.status_code == 200
+    assert answer.json()["query_avatar"] is None
+
+    # Then over the limit: 429 with Retry-After, in the contract's error shape.
     answer = client.post(
         "/web/api/check",
         json={"platform": "x", "handle": "someone", "display_name": "Someone Else"},

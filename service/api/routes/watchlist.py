@@ -8,10 +8,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from service.api.auth import require
-from service.api.deps import AlertQueryDep, RowId, WatchlistDep, WatchlistRequestDep
+from service.api.deps import (
+    AlertQueryDep,
+    RowId,
+    SettingsDep,
+    WatchlistDep,
+    WatchlistRequestDep,
+)
 from service.api.schemas import ERROR_RESPONSES, ErrorOut
 from service.api.watchlist_schemas import (
     AlertOut,
@@ -24,6 +30,7 @@ from service.api.watchlist_schemas import (
     inline_schema,
 )
 from service.auth.roles import Caller
+from service.watchlist.mail import page_url
 
 WatchlistCaller = Annotated[Caller, Depends(require("watchlist"))]
 
@@ -44,6 +51,11 @@ _ALERT_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     summary="Protect an identity: alert on every later profile that copies it",
     responses={
         **ERROR_RESPONSES,
+        200: {
+            "model": EntryCreatedOut,
+            "description": "the same watch was asked before by this key: its entry "
+            "(`existing`: true)",
+        },
         404: {"model": ErrorOut, "description": "the named stored profile does not exist"},
     },
     openapi_extra={
@@ -54,12 +66,27 @@ _ALERT_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     },
 )
 def register(
-    caller: WatchlistCaller, request: WatchlistRequestDep, watchlist: WatchlistDep
+    caller: WatchlistCaller,
+    request: WatchlistRequestDep,
+    watchlist: WatchlistDep,
+    settings: SettingsDep,
+    http: Request,
+    response: Response,
 ) -> EntryCreatedOut:
     """Every profile ingested from now on is compared with this identity; a match at or above
     `threshold` (default: the likely_clone threshold) is an alert. With `webhook_url`, each
-    alert is also POSTed there, signed with the `webhook_secret` this answer shows once."""
-    return EntryCreatedOut.registered(watchlist.register(caller, request))
+    alert is also POSTed there, signed with the `webhook_secret` this answer shows once; with
+    `email`, e-mailed there once the address is confirmed. `watch_url`, shown once, is the
+    person's private page. The same watch asked again answers 200 with the first entry."""
+    registered = watchlist.register(caller, request)
+    if registered.existing:
+        response.status_code = 200
+    has_page = getattr(http.app.state, "web_page", None) is not None
+    base_url = settings.smtp_link_base_url or str(http.base_url)
+    watch_url = (
+        page_url(base_url, registered.page_token) if registered.page_token and has_page else None
+    )
+    return EntryCreatedOut.registered(registered, watch_url=watch_url)
 
 
 @router.get("/watchlist", response_model=EntryListOut, summary="The caller's watchlist entries")

@@ -61,9 +61,20 @@ def admitted(page: PageDep, client: ClientDep) -> WebPage:
 AdmittedDep = Annotated[WebPage, Depends(admitted)]
 
 
-@router.get("/")
+# HEAD as well as GET: link checkers and uptime monitors ask with HEAD.
+@router.api_route("/", methods=["GET", "HEAD"])
 def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers=SECURITY_HEADERS)
+
+
+# The page links its icon; this answers the clients that ask for it by the old fixed name.
+@router.api_route("/favicon.ico", methods=["GET", "HEAD"])
+def favicon() -> FileResponse:
+    return FileResponse(
+        STATIC_DIR / "favicon.svg",
+        media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
 @router.get("/web/api/info")
@@ -78,8 +89,9 @@ def check(page: AdmittedDep, body: JsonBody) -> JSONResponse:
 
 
 @router.post("/web/api/watch", status_code=201)
-def watch(page: AdmittedDep, body: JsonBody) -> JSONResponse:
-    return JSONResponse(page.watch(body), status_code=201)
+def watch(page: AdmittedDep, body: JsonBody, request: Request) -> JSONResponse:
+    watched = page.watch(body, link_base_url=str(request.base_url))
+    return JSONResponse(watched, status_code=200 if watched["existing"] else 201)
 
 
 @router.post("/web/api/evidence")

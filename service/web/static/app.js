@@ -3,7 +3,7 @@
 
 (function () {
   const HEADERS = { "Content-Type": "application/json", "X-Clonefinder-Page": "1" };
-  const FIELDS = ["platform", "handle", "display_name", "bio", "avatar", "webhook_url"];
+  const FIELDS = ["platform", "handle", "display_name", "bio", "avatar", "webhook_url", "email"];
   // API field names that the form shows under another name.
   const FIELD_OF = { avatar_base64: "avatar", avatar_url: "avatar", avatar_path: "avatar" };
   // What a label means, if the service did not say it in words (`label_words`).
@@ -21,8 +21,20 @@
   const actions = $("actions");
   const actionsStatus = $("actions-status");
 
+  // What a required field asks for, said beside it when it is left empty.
+  const REQUIRED = {
+    platform: "Please fill this in: the site your account is on, e.g. instagram.",
+    handle: "Please fill this in: your handle, the name after the @, e.g. jane_doe.",
+  };
+  const LABEL_OF = { platform: "Platform", handle: "Handle", display_name: "Display name", bio: "Bio", avatar: "Profile photo", webhook_url: "Webhook URL", email: "E-mail" };
+  const DROP_HINT = "Drag and drop your photo here, or choose a file.";
+  const NOT_AN_IMAGE = "This file is not a usable image: it cannot be opened as a picture. " +
+    "Choose a photo (JPEG, PNG, WEBP, GIF, BMP or TIFF), or remove this file.";
+
   let info = { profiles: null, max_image_bytes: 10 * 1024 * 1024, mode: "local" };
   let chosen = null; // the chosen photo (File)
+  let chosenProblem = null; // why the chosen file cannot be sent, in plain words
+  let chosenRead = Promise.resolve(); // settles once the chosen file has been tried as an image
   let lastRecord = null; // what the shown result was checked with
 
   function el(tag, attrs, children) {
@@ -48,6 +60,7 @@
 
   function showError(field, message) {
     const name = FIELD_OF[field] || field;
+    if (name === "webhook_url") $("advanced").open = true; // an error is never left folded away
     if (name && FIELDS.includes(name)) {
       const box = $(name + "-error");
       box.textContent = box.textContent ? box.textContent + " " + message : message;
@@ -90,20 +103,66 @@
 
   // -- the photo: picker, drag and drop, preview ----------------------------------------------
 
-  function choose(file) {
-    chosen = file || null;
-    if (preview.src) URL.revokeObjectURL(preview.src);
-    if (chosen && /^image\//.test(chosen.type)) {
-      preview.src = URL.createObjectURL(chosen);
-      preview.hidden = false;
-      $("drop-hint").textContent = "Chosen: " + chosen.name;
-    } else {
-      preview.removeAttribute("src");
-      preview.hidden = true;
-      $("drop-hint").textContent = chosen ? "Chosen: " + chosen.name : "Drag and drop your photo here, or choose a file.";
+  // Whether a file is a picture: "shown" (this browser decodes it), "kept" (a TIFF, which the
+  // service reads but browsers do not show) or null (not an image, whatever its name says).
+  async function pictureKind(file) {
+    try {
+      const bitmap = await createImageBitmap(file);
+      bitmap.close();
+      return "shown";
+    } catch (_) {
+      const head = new Uint8Array(await file.slice(0, 4).arrayBuffer());
+      const tiff = [[0x49, 0x49, 0x2a, 0x00], [0x4d, 0x4d, 0x00, 0x2a]];
+      return tiff.some((magic) => magic.every((byte, i) => head[i] === byte)) ? "kept" : null;
     }
   }
 
+  function avatarError(message) {
+    $("avatar-error").textContent = message || "";
+    if (message) fileInput.setAttribute("aria-invalid", "true");
+    else fileInput.removeAttribute("aria-invalid");
+  }
+
+  function choose(file) {
+    chosen = file || null;
+    chosenProblem = null;
+    avatarError(null);
+    if (preview.src) URL.revokeObjectURL(preview.src);
+    preview.removeAttribute("src");
+    preview.hidden = true;
+    $("avatar-clear").hidden = !chosen;
+    if (!chosen) {
+      $("drop-hint").textContent = DROP_HINT;
+      chosenRead = Promise.resolve();
+      return;
+    }
+    const picked = chosen;
+    $("drop-hint").textContent = "Chosen: " + picked.name;
+    if (picked.size > info.max_image_bytes) {
+      chosenProblem = "This photo is too large: at most " + Math.floor(info.max_image_bytes / 1048576) + " MB.";
+      avatarError(chosenProblem);
+      chosenRead = Promise.resolve();
+      return;
+    }
+    chosenRead = pictureKind(picked).catch(() => null).then((kind) => {
+      if (chosen !== picked) return; // another file was chosen meanwhile
+      if (kind === "shown") {
+        preview.src = URL.createObjectURL(picked);
+        preview.hidden = false;
+      } else if (kind === "kept") {
+        $("drop-hint").textContent = "Chosen: " + picked.name + " (this browser cannot preview it)";
+      } else {
+        chosenProblem = NOT_AN_IMAGE;
+        avatarError(chosenProblem);
+      }
+    });
+  }
+
+  $("avatar-clear").addEventListener("click", () => {
+    fileInput.value = "";
+    choose(null);
+    fileInput.focus();
+  });
   fileInput.addEventListener("change", () => choose(fileInput.files[0]));
   for (const kind of ["dragenter", "dragover"]) {
     drop.addEventListener(kind, (event) => { event.preventDefault(); drop.classList.add("over"); });
@@ -146,7 +205,21 @@
     return "Which side is the copy cannot be told from the dates, followers and badges.";
   }
 
-  function card(match, rank) {
+  // The person's side of a card: the photo that was compared, or a plain word that none was.
+  function yourPhoto(queryAvatar) {
+    if (chosen && preview.src && !preview.hidden) {
+      return { image: el("img", { src: preview.src, alt: "Your photo", width: "128", height: "128" }), caption: "You" };
+    }
+    if (chosen) return { image: el("div", { className: "noimg", text: "Your photo (no preview)" }), caption: "You" };
+    if (queryAvatar) {
+      const image = el("img", { src: queryAvatar, alt: "Your photo on file", width: "128", height: "128", className: "query-avatar" });
+      image.addEventListener("error", () => image.replaceWith(el("div", { className: "noimg", text: "Photo on file not shown" })), { once: true });
+      return { image, caption: "You (photo on file)" };
+    }
+    return { image: el("div", { className: "noimg", text: "No photo given" }), caption: "You" };
+  }
+
+  function card(match, rank, queryAvatar) {
     const profile = match.profile;
     const name = profile.display_name ? profile.display_name + " " : "";
     const title = el("h3", { id: "match-" + rank + "-title" });
@@ -156,14 +229,12 @@
     } else {
       title.textContent = label;
     }
-    const yours = preview.src && !preview.hidden
-      ? el("img", { src: preview.src, alt: "Your photo", width: "128", height: "128" })
-      : el("div", { className: "noimg", text: "No photo given" });
+    const yours = yourPhoto(queryAvatar);
     const theirs = match.avatar
       ? el("img", { src: match.avatar, alt: "Photo of @" + profile.handle, width: "128", height: "128", className: "match-avatar" })
       : el("div", { className: "noimg", text: "No photo" });
     const faces = el("div", { className: "faces" }, [
-      el("figure", {}, [yours, el("figcaption", { text: "You" })]),
+      el("figure", {}, [yours.image, el("figcaption", { text: yours.caption })]),
       el("figure", {}, [theirs, el("figcaption", { text: "@" + profile.handle })]),
     ]);
     // The score in one line: what it measures, a word for it, then the number.
@@ -226,9 +297,18 @@
       status.className = "";
       status.textContent = matches.length + (matches.length === 1 ? " account looks" : " accounts look") +
         " like yours (" + searched + " profiles searched), most alike first.";
-      matches.forEach((match, i) => matchList.append(card(match, i + 1)));
+      matches.forEach((match, i) => matchList.append(card(match, i + 1, result.query_avatar)));
     }
     actions.hidden = false;
+    $("advanced").hidden = false;
+  }
+
+  // The results take the focus, so a screen reader reads them next; on a phone, where they lie
+  // below the form, they are scrolled to from their heading, so the verdict is on screen.
+  function showResults() {
+    results.focus({ preventScroll: true });
+    const top = results.getBoundingClientRect().top;
+    if (top < 0 || top > window.innerHeight / 3) results.scrollIntoView({ block: "start" });
   }
 
   // -- requests -----------------------------------------------------------------------------
@@ -251,29 +331,45 @@
     return record;
   }
 
-  function missingFields() {
-    let first = null;
-    for (const name of ["platform", "handle"]) {
-      if (!$(name).value.trim()) first = first || showError(name, "Please fill this in.");
+  // Flags every field that keeps the form from being sent, all at once; returns them.
+  function invalidFields() {
+    const flagged = [];
+    for (const [name, message] of Object.entries(REQUIRED)) {
+      if (!$(name).value.trim()) {
+        showError(name, message);
+        flagged.push(name);
+      }
     }
-    if (chosen && chosen.size > info.max_image_bytes) {
-      first = first || showError("avatar", "This photo is too large: at most " +
-        Math.floor(info.max_image_bytes / 1048576) + " MB.");
+    if (chosenProblem) {
+      avatarError(chosenProblem);
+      flagged.push("avatar");
     }
-    return first;
+    const notes = [];
+    if (flagged.length > 1) {
+      notes.push("Please correct these " + flagged.length + " fields: " +
+        flagged.map((name) => LABEL_OF[name]).join(", ") + ".");
+    }
+    if (info.mode === "public" && !chosen && !$("display_name").value.trim() && !$("bio").value.trim()) {
+      notes.push("Add your display name, your bio or your photo: a check compares what you send.");
+      flagged.push("display_name");
+    }
+    if (notes.length) showError(null, notes.join(" "));
+    return flagged;
   }
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors();
     actionsStatus.textContent = "";
-    const invalid = missingFields();
-    if (invalid) { invalid.focus(); return; }
+    await chosenRead;
+    const invalid = invalidFields();
+    if (invalid.length) { $(invalid[0]).focus(); return; }
     const button = $("submit");
     button.disabled = true;
     results.setAttribute("aria-busy", "true");
     matchList.replaceChildren();
     actions.hidden = true;
+    $("advanced").hidden = true;
     status.className = "busy";
     status.textContent = info.profiles !== null
       ? "Checking… comparing you with " + info.profiles.toLocaleString("en") + " profiles."
@@ -290,7 +386,7 @@
       lastRecord = record;
       info.profiles = data.searched;
       render(data);
-      results.focus();
+      showResults();
     } catch (error) {
       status.className = "";
       status.textContent = "";
@@ -301,12 +397,31 @@
     }
   });
 
-  $("watch").addEventListener("click", async () => {
-    if (!lastRecord) return;
+  // Runs one action of a result with its button disabled and marked working until it is done,
+  // so a second click cannot send it twice; a failure to send is said, never left spinning.
+  async function working(button, message, action) {
+    if (!lastRecord || button.disabled) return;
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
+    actionsStatus.className = "busy";
+    actionsStatus.textContent = message;
+    try {
+      await action();
+    } catch (error) {
+      actionsStatus.textContent = "The request could not be sent: " + error;
+    } finally {
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+      actionsStatus.className = "";
+    }
+  }
+
+  $("watch").addEventListener("click", () => working($("watch"), "Registering you to be watched…", async () => {
     clearErrors();
-    actionsStatus.textContent = "Registering…";
     const webhook = $("webhook_url").value.trim();
-    const { response, data } = await post("/web/api/watch", Object.assign({}, lastRecord, webhook ? { webhook_url: webhook } : {}));
+    const email = $("email").value.trim();
+    const { response, data } = await post("/web/api/watch", Object.assign({}, lastRecord,
+      webhook ? { webhook_url: webhook } : {}, email ? { email } : {}));
     if (!response.ok) {
       actionsStatus.textContent = "";
       showApiError(response.status, data, Boolean(chosen));
@@ -317,13 +432,23 @@
     }
     let text = "You are watched (entry " + data.id + "): every new account that copies you above score " +
       data.threshold.toFixed(2) + " becomes an alert.";
+    if (data.existing) {
+      text = "You are already watched for this identity (entry " + data.id + "): nothing was added. " +
+        "Your private watch page is the link shown when you first asked.";
+    }
+    if (data.email && !data.existing) text += " We e-mailed " + data.email + " a link to confirm the address; alerts are e-mailed once it is confirmed.";
     if (data.webhook_secret) text += " Webhook signing secret (shown once): " + data.webhook_secret;
     actionsStatus.textContent = text;
-  });
+    if (data.watch_url) {
+      // Shown once: only its hash is kept, so nobody can show it again.
+      const url = location.origin + data.watch_url;
+      $("watch-link").replaceChildren("Your private watch page, to see and answer your alerts or stop watching " +
+        "(keep it to yourself; it is shown only now): ", el("a", { href: url, id: "private-link", text: url }));
+      $("watch-link").hidden = false;
+    }
+  }));
 
-  $("evidence").addEventListener("click", async () => {
-    if (!lastRecord) return;
-    actionsStatus.textContent = "Preparing the evidence report…";
+  $("evidence").addEventListener("click", () => working($("evidence"), "Preparing the evidence report…", async () => {
     const response = await fetch("/web/api/evidence", { method: "POST", headers: HEADERS, body: JSON.stringify(lastRecord) });
     if (!response.ok) {
       const data = (response.headers.get("content-type") || "").includes("json") ? await response.json() : null;
@@ -339,7 +464,7 @@
     link.remove();
     setTimeout(() => URL.revokeObjectURL(url), 60000);
     actionsStatus.textContent = "Evidence report downloaded.";
-  });
+  }));
 
   // -- what the page shows before a check ----------------------------------------------------
 
@@ -348,6 +473,7 @@
     .then(({ response, data }) => {
       if (!response.ok) { showError(null, (data.error && data.error.message) || "The service did not answer."); return; }
       info = data;
+      $("email-field").hidden = !data.email;
       if (data.mode === "public") {
         const note = $("mode-note");
         note.textContent = "Your photo and details are used for this check only and are not kept, unless you ask to be watched.";

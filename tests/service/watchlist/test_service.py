@@ -298,3 +298,25 @@ def test_the_screen_keeps_every_pair_the_model_would_alert_on(engine: Engine) ->
     snapshot = engine.watchlist._current_entries()
     screened = snapshot.screen([side_of_row(r) for r in rows if r], bounds=engine.matcher.bounds)
     assert sum(len(kept) for kept in screened.values()) < len(entries) * len(rows) / 2
+
+
+def test_the_same_watch_asked_again_returns_the_first_entry(engine: Engine) -> None:
+    ingest(engine, jane())
+    named = {"platform": "twitter", "handle": "janedoe"}
+    first = register(engine, named)
+    assert first.existing is False and first.page_token
+    again = register(engine, {"platform": "Twitter", "handle": "@JaneDoe"})
+    assert again.existing and again.entry.id == first.entry.id
+    assert again.page_token is None and again.webhook_secret is None
+    # Without platform and handle, the same name (folded) and photo are the same identity.
+    face = {"display_name": "Jane Doe", "avatar_base64": jane()["avatar_base64"]}
+    by_face = register(engine, face)
+    assert register(engine, {**face, "display_name": "JANE  DOE"}).entry.id == by_face.entry.id
+    assert not register(engine, {**face, "display_name": "Jane Roe"}).existing
+    # Another key, threshold or webhook is another watch.
+    assert not register(engine, named, caller=BOB).existing
+    assert not register(engine, named, threshold=0.9).existing
+
+    ingest(engine, clone())
+    alerted = [a.entry_id for a in alerts(engine, ALICE)]
+    assert alerted.count(first.entry.id) == 1  # not once per time the watch was asked
