@@ -110,6 +110,14 @@ class Verdict(BaseModel):
         return _explained(self.reasons)
 
 
+MAY_BE_YOURS_DESCRIPTION = (
+    "true when the account may be the checked person's own, on a platform they named no "
+    "account on: the very same photo and display name, and it looks like the original (older, "
+    "verified or more followed). Ask the person before calling it a clone; it stays a match, "
+    "as it may also be the clone of someone with no other account"
+)
+
+
 class Match(BaseModel):
     """One candidate account and why it looks like a copy of the query's identity."""
 
@@ -119,12 +127,28 @@ class Match(BaseModel):
     signals: dict[str, float | None]
     reasons: list[str]
     likely_impersonator: Side
+    may_be_yours: bool = Field(default=False, description=MAY_BE_YOURS_DESCRIPTION)
 
     # Made from `reasons` whenever it is read, so the two can never disagree.
     @computed_field(description=EXPLANATIONS_DESCRIPTION)  # type: ignore[prop-decorator]
     @property
     def explanations(self) -> list[Explanation]:
         return _explained(self.reasons)
+
+
+class OwnAccount(BaseModel):
+    """An account the checked person declared as their own: never among the matches."""
+
+    platform: str
+    handle: str
+    found: bool | None = Field(
+        description="whether a profile is stored for it (its likeness is then compared too); "
+        "null where the caller may not read stored profiles by name: the account is only kept "
+        "out of the matches"
+    )
+    profile: dict[str, Any] | None = Field(
+        default=None, description="the stored record, as a match's `profile`, when found"
+    )
 
 
 class QueryRef(BaseModel):
@@ -137,3 +161,7 @@ class Result(BaseModel):
 
     query: QueryRef
     matches: list[Match]
+    own_accounts: list[OwnAccount] = Field(
+        default_factory=list,
+        description="the accounts the check declared as the person's own, in the order given",
+    )

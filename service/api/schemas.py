@@ -7,9 +7,9 @@ its index and field); `ProfileIn` and `CheckIn` exist to document those bodies.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from models.profile import (
     EARLIEST_TIME,
@@ -21,6 +21,11 @@ from models.profile import (
     StoredProfile,
 )
 from models.result import Result
+from service.matching.own_accounts import MAX_OWN_ACCOUNTS
+
+YEARS_INSIDE_THE_RANGE = (
+    r"^(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
+)
 
 
 class ProfileIn(BaseModel):
@@ -66,6 +71,9 @@ class ProfileIn(BaseModel):
     created_at: datetime | None = Field(
         default=None,
         description=f"ISO 8601; between {EARLIEST_TIME.date()} and {LATEST_TIME.date()} in UTC",
+        # JSON Schema bounds no date-time: the years 0002 to 9998 lie inside the range in any
+        # time zone, so a time the schema allows is one the service takes.
+        json_schema_extra={"pattern": YEARS_INSIDE_THE_RANGE},
     )
     followers_count: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     following_count: int | None = Field(default=None, ge=0, le=MAX_COUNT)
@@ -97,6 +105,15 @@ SOMETHING_TO_LOOK_FOR: dict[str, Any] = {
 }
 
 
+class OwnAccountIn(BaseModel):
+    """One of the checked person's own accounts, on another platform."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: str = Field(pattern=PLATFORM_SCHEMA_PATTERN)
+    handle: str = Field(pattern=HANDLE_SCHEMA_PATTERN)
+
+
 class CheckIn(ProfileIn):
     """One identity to check: any of name, handle, bio or avatar will do."""
 
@@ -114,6 +131,25 @@ class CheckIn(ProfileIn):
     min_score: float | None = Field(
         default=None, ge=0.0, le=1.0, description="least score reported (default: possible_clone)"
     )
+    # Inline, not a reference: this schema is copied into the route's document as it is.
+    own_accounts: Annotated[
+        list[OwnAccountIn] | None,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {
+                        "type": "array",
+                        "maxItems": MAX_OWN_ACCOUNTS,
+                        "items": OwnAccountIn.model_json_schema(),
+                    },
+                    {"type": "null"},
+                ],
+                "description": "the person's own accounts on other platforms: never among "
+                "the matches, returned apart in the result's `own_accounts`, and each stored "
+                "one compared too (a candidate scores its best against any of them)",
+            }
+        ),
+    ] = None
 
 
 class RecordErrorOut(BaseModel):

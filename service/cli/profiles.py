@@ -35,6 +35,7 @@ from service.cli.common import (
     setup,
 )
 from service.core.errors import EXIT_OK, EXIT_SOME_REJECTED
+from service.matching.own_accounts import MAX_OWN_ACCOUNTS, own_accounts_of
 from service.records import read_records
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,15 @@ def check(
     profile: Annotated[
         str | None, typer.Option(help="A profile record: inline JSON or a .json file.")
     ] = None,
+    mine: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--mine",
+            metavar="PLATFORM:HANDLE",
+            help=f"One of the person's own accounts (repeatable, at most {MAX_OWN_ACCOUNTS}): "
+            "never a match, and compared as the person too.",
+        ),
+    ] = None,
     top_k: TopKOption = 10,
     min_score: MinScoreOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result record as JSON.")] = (
@@ -98,8 +108,19 @@ def check(
         record, base_dir = _query_record(
             profile=profile, platform=platform, handle=handle, name=name, bio=bio, avatar=avatar
         )
+        own_accounts = own_accounts_of(mine or [])
+        if len(own_accounts) > MAX_OWN_ACCOUNTS:
+            raise InvalidInputError(
+                f"--mine: at most {MAX_OWN_ACCOUNTS} accounts, got {len(own_accounts)}"
+            )
         with open_engine(ctx, settings) as engine:
-            result = engine.check(record, top_k=top_k, min_score=min_score, base_dir=base_dir)
+            result = engine.check(
+                record,
+                top_k=top_k,
+                min_score=min_score,
+                base_dir=base_dir,
+                own_accounts=own_accounts,
+            )
             threshold = engine.possible_clone_threshold if min_score is None else min_score
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json"), ensure_ascii=False))
@@ -330,6 +351,15 @@ def _print_result(result: dict[str, Any], threshold: float) -> None:
         console = Console(width=160)
     query = result.get("query") or {}
     who = "/".join(str(query[k]) for k in ("platform", "handle") if query.get(k)) or "the query"
+    own = result.get("own_accounts") or []
+    if own:
+        named = ", ".join(
+            f"{account['platform']}/{account['handle']}"
+            + ("" if account.get("found") else " (not stored)")
+            for account in own
+        )
+        console.print(f"your own accounts, compared too and never listed: {named}", markup=False)
+        who += " and your own accounts"
     matches = result.get("matches") or []
     if not matches:
         console.print(f"no account scored {threshold:.2f} or more against {who}", markup=False)
@@ -351,3 +381,12 @@ def _print_result(result: dict[str, Any], threshold: float) -> None:
             "; ".join(match.get("reasons", [])[:3]),
         )
     console.print(table)
+    yours = [match for match in matches if match.get("may_be_yours")]
+    for match in yours:
+        candidate = match.get("profile") or {}
+        console.print(
+            f"{candidate.get('platform')}/{candidate.get('handle')} may be yours: the very same "
+            "photo and name, and it looks like the original. If it is, add "
+            f"--mine {candidate.get('platform')}:{candidate.get('handle')}",
+            markup=False,
+        )

@@ -29,6 +29,7 @@ from models.profile import (
     parse_record,
     text_problem,
 )
+from models.result import OwnAccount as OwnAccountOut
 from models.result import QueryRef, Result
 from models.scoring import ScoringModel
 from service.auth.roles import FULL_ACCESS, ProfileAccess
@@ -39,7 +40,14 @@ from service.indexes import IndexSet
 from service.matching.avatar_source import AvatarSource
 from service.matching.index_sync import IndexSync, open_index_sync
 from service.matching.matcher import Candidates, LoadedCandidates, Matcher, MatchQuery
-from service.matching.profile_sides import Avatar, AvatarReader, name_keys, query_side
+from service.matching.own_accounts import OwnAccount
+from service.matching.profile_sides import (
+    Avatar,
+    AvatarReader,
+    name_keys,
+    query_side,
+    side_of_row,
+)
 from service.store import ProfileRow, ProfileWrite, Store
 from service.watchlist.service import Watchlist
 
@@ -84,13 +92,27 @@ class IngestReport:
 
 
 @dataclass(frozen=True)
+class CheckSides:
+    """One check as comparison sees it: the query's side, the stored profile it names, and
+    the accounts the person declared as their own, each with its stored profile if any."""
+
+    side: ProfileSide
+    stored: ProfileRow | None
+    own_accounts: list[tuple[OwnAccount, ProfileRow | None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class PreparedChecks:
-    """A batch of checks half done (`Engine.prepare_checks`): what `finish_checks` needs."""
+    """A batch of checks half done (`Engine.prepare_checks`): what `finish_checks` needs.
+
+    `batch` holds every side of every person: a check's query first, then each of its
+    person's stored own accounts (when the check may read them, `complete`)."""
 
     queries: list[ProfileQuery | CloneFinderError]
-    sides: list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError]
+    sides: list[CheckSides | CloneFinderError]
     batch: list[MatchQuery]
     candidates: list[Candidates] | LoadedCandidates | None = None  # None until searched
+    complete: bool = True
 
 
 # A scan batch as given, the errors of its unreadable records, and its readable ones prepared.
@@ -336,25 +358,47 @@ class Engine:
         min_score: float | None = None,
         base_dir: Path | None = None,
         access: ProfileAccess = FULL_ACCESS,
+        own_accounts: Sequence[OwnAccount] = (),
     ) -> Result:
         """The likely impersonators of one identity, best first, as `access` may read them.
+
+        `own_accounts`: the person's own accounts on other platforms
+        (`service.matching.own_accounts`). None of them is ever a match; they come back apart,
+        in `own_accounts`, each with its stored profile if one is found; and each stored one
+        is compared too, as a side of the person, so that a candidate's score is its best
+        against any of the person's accounts (a clone of their Instagram is found from their
+        Twitter identity as well).
 
         A caller that may not read stored profiles by name (`access.by_name` false: an
         individual key, the public web page) has only the fields its query gives compared: a
         stored profile it names is still left out of the matches, but none of its fields fill
-        in the query. It is shown no match below the possible_clone threshold, whatever
-        `min_score` it asks, and of each match only the fields it may read.
+        in the query; its own accounts are only left out of the matches (`found` null). It is
+        shown no match below the possible_clone threshold, whatever `min_score` it asks, and
+        of each match and own account only the fields it may read.
         """
         query = raw if isinstance(raw, ProfileQuery) else parse_query(raw)
         self.see_other_writers()
         prepared = self.search_checks(
-            self.read_checks([query], base_dir=base_dir, complete=access.by_name)
+            self.read_checks(
+                [query], base_dir=base_dir, complete=access.by_name, own_accounts=[own_accounts]
+            )
         )
         least = access.least_score(min_score, self.possible_clone_threshold)
         outcome = self.finish_checks(prepared, top_k=top_k, min_score=least)[0]
         if isinstance(outcome, CloneFinderError):
             raise outcome
-        return access.result(outcome)
+        result = access.result(outcome)
+        if access.every_field:
+            return result
+        own = [
+            account.model_copy(
+                update={
+                    "profile": None if account.profile is None else access.profile(account.profile)
+                }
+            )
+            for account in result.own_accounts
+        ]
+        return result.model_copy(update={"own_accounts": own})
 
     def check_many(
         self,
@@ -363,22 +407,30 @@ class Engine:
         top_k: int = 10,
         min_score: float | None = None,
         base_dir: Path | None = None,
+        own_accounts: Sequence[Sequence[OwnAccount]] | None = None,
     ) -> list[Result | CloneFinderError]:
-        """`check` for a batch, in one pass: stored queries looked up in one store query, all
-        bios embedded in one model call, each index asked once for the whole batch, every
-        candidate loaded in one query. Each query gets exactly the result `check` gives it;
-        one that cannot be checked gets its error instead (in its place), the rest go on.
+        """`check` for a batch, in one pass: stored queries and own accounts looked up in one
+        store query, all bios embedded in one model call, each index asked once for the whole
+        batch, every candidate loaded in one query. Each query gets exactly the result `check`
+        gives it; one that cannot be checked gets its error instead (in its place), the rest
+        go on. `own_accounts`: each query's own accounts, in the queries' order (as `check`).
         """
         self.see_other_writers()
-        prepared = self.prepare_checks(queries, base_dir=base_dir)
+        prepared = self.prepare_checks(queries, base_dir=base_dir, own_accounts=own_accounts)
         return self.finish_checks(prepared, top_k=top_k, min_score=min_score)
 
     def prepare_checks(
-        self, queries: Sequence[Any], *, base_dir: Path | None = None
+        self,
+        queries: Sequence[Any],
+        *,
+        base_dir: Path | None = None,
+        own_accounts: Sequence[Sequence[OwnAccount]] | None = None,
     ) -> PreparedChecks:
         """The first half of `check_many`: queries parsed and completed from the store, bios
         embedded (`read_checks`), every index searched (`search_checks`)."""
-        return self.search_checks(self.read_checks(queries, base_dir=base_dir))
+        return self.search_checks(
+            self.read_checks(queries, base_dir=base_dir, own_accounts=own_accounts)
+        )
 
     def read_checks(
         self,
@@ -387,32 +439,43 @@ class Engine:
         base_dir: Path | None = None,
         embed_threads: int | None = None,
         complete: bool = True,
+        own_accounts: Sequence[Sequence[OwnAccount]] | None = None,
     ) -> PreparedChecks:
         """Queries parsed and completed from the store, avatars hashed, bios embedded: mostly
         outside the GIL (decoders, the model), so a pipeline does it for a later batch while
-        it searches and scores earlier ones. `embed_threads`: see `BioEmbedder.embed`."""
+        it searches and scores earlier ones. `embed_threads`: see `BioEmbedder.embed`.
+        `own_accounts`: each query's own accounts (see `check`), in the queries' order."""
+        if own_accounts is not None and len(own_accounts) != len(queries):
+            raise ValueError(
+                f"{len(own_accounts)} lists of own accounts for {len(queries)} queries"
+            )
+        declared = list(own_accounts) if own_accounts is not None else [()] * len(queries)
         parsed: list[ProfileQuery | CloneFinderError] = []
         for raw in queries:
             try:
                 parsed.append(raw if isinstance(raw, ProfileQuery) else parse_query(raw))
             except CloneFinderError as exc:
                 parsed.append(exc)
-        valid = [q for q in parsed if isinstance(q, ProfileQuery)]
+        valid = [
+            (query, mine)
+            for query, mine in zip(parsed, declared, strict=True)
+            if isinstance(query, ProfileQuery)
+        ]
         sides = iter(
             self._query_sides(
                 valid, base_dir=base_dir, embed_threads=embed_threads, complete=complete
             )
         )
-        prepared: list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError] = [
+        prepared: list[CheckSides | CloneFinderError] = [
             q if isinstance(q, CloneFinderError) else next(sides) for q in parsed
         ]
         batch = [
-            MatchQuery(side, key=query.key, exclude_id=own.id if own else None)
-            for query, item in zip(parsed, prepared, strict=True)
+            match_query
+            for person, (query, item) in enumerate(zip(parsed, prepared, strict=True))
             if isinstance(query, ProfileQuery) and not isinstance(item, CloneFinderError)
-            for side, own in [item]
+            for match_query in _person_sides(person, query, item, complete=complete)
         ]
-        return PreparedChecks(parsed, prepared, batch)
+        return PreparedChecks(parsed, prepared, batch, complete=complete)
 
     def search_checks(
         self, prepared: PreparedChecks, *, load_for: float | None = None
@@ -421,7 +484,7 @@ class Engine:
         given the `min_score` they will be scored for, the candidates' rows too."""
         batch = prepared.batch
         found = self.matcher.candidates_many(
-            [q.side for q in batch], exclude_ids=[q.exclude_id for q in batch]
+            [q.side for q in batch], exclude_ids=[q.exclude_ids for q in batch]
         )
         if load_for is None:
             return replace(prepared, candidates=found)
@@ -449,7 +512,11 @@ class Engine:
                 continue
             assert isinstance(query, ProfileQuery)
             ref = QueryRef(platform=query.platform, handle=query.handle)
-            results.append(Result(query=ref, matches=next(found)))
+            own = [
+                _own_account_out(a, row, looked_up=prepared.complete)
+                for a, row in item.own_accounts
+            ]
+            results.append(Result(query=ref, matches=next(found), own_accounts=own))
         return results
 
     def scan(
@@ -562,26 +629,35 @@ class Engine:
 
     def _query_sides(
         self,
-        queries: Sequence[ProfileQuery],
+        queries: Sequence[tuple[ProfileQuery, Sequence[OwnAccount]]],
         *,
         base_dir: Path | None,
         embed_threads: int | None,
         complete: bool = True,
-    ) -> list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError]:
+    ) -> list[CheckSides | CloneFinderError]:
         """Each query as comparison sees it, completed from the store when it names a stored
-        profile (all looked up at once, all bios embedded at once)."""
-        owned = self.store.get_by_identity(
-            (query.platform, query.handle) for query in queries if query.platform and query.handle
+        profile, with its own accounts' stored profiles (all looked up at once, all bios
+        embedded at once)."""
+        stored = self.store.get_by_identity(
+            [
+                (query.platform, query.handle)
+                for query, _ in queries
+                if query.platform and query.handle
+            ]
+            + [(account.platform, account.handle) for _, mine in queries for account in mine]
         )
-        out: list[tuple[ProfileSide, ProfileRow | None] | CloneFinderError] = []
-        for query in queries:
-            own = owned.get(query.key) if query.platform and query.handle else None
+        out: list[CheckSides | CloneFinderError] = []
+        for query, mine in queries:
+            own = stored.get(query.key) if query.platform and query.handle else None
             try:
-                out.append(self._query_side(query, own, base_dir=base_dir, complete=complete))
+                side = self._query_side(query, own, base_dir=base_dir, complete=complete)
             except CloneFinderError as exc:
                 out.append(exc)
+                continue
+            accounts = [(account, stored.get(account.key)) for account in mine]
+            out.append(CheckSides(side, own, accounts))
         with_bio = [
-            item[0] for item, query in zip(out, queries, strict=True)
+            item.side for item, (query, _) in zip(out, queries, strict=True)
             if not isinstance(item, CloneFinderError) and query.bio
         ]  # fmt: skip
         vectors = self.embedder.embed_bios([side.bio for side in with_bio], threads=embed_threads)
@@ -596,7 +672,7 @@ class Engine:
         *,
         base_dir: Path | None,
         complete: bool = True,
-    ) -> tuple[ProfileSide, ProfileRow | None]:
+    ) -> ProfileSide:
         """One query's side, but for its bio vector (the caller embeds a batch at once)."""
         fill = own if complete else None
         given = query.display_name or query.bio or query.has_avatar
@@ -617,8 +693,7 @@ class Engine:
                 details=[{"where": "query", "field": None, "message": "nothing to look for"}],
             )
         avatar = self.avatars.read(query, base_dir=base_dir)
-        side = query_side(query, fill, avatar=avatar, clues="whole")
-        return side, own
+        return query_side(query, fill, avatar=avatar, clues="whole")
 
     def health(self) -> dict[str, Any]:
         with self.indexes.reading():
@@ -664,6 +739,43 @@ class Engine:
 
         report = self.ingest(read_records(DEMO_DIR / "profiles.jsonl"), base_dir=DEMO_DIR)
         return report.created
+
+
+def _person_sides(
+    person: int, query: ProfileQuery, sides: CheckSides, *, complete: bool
+) -> list[MatchQuery]:
+    """The sides a check compares candidates with: its query's, then (where the caller may
+    read stored profiles by name) each stored own account's, all with the same identities
+    left out of the matches."""
+    own_rows = [row for _, row in sides.own_accounts if row is not None]
+    stored = [row for row in (sides.stored, *own_rows) if row is not None]
+    keys = frozenset({query.key, *(account.key for account, _ in sides.own_accounts)})
+    exclude_ids = frozenset(row.id for row in stored)
+    platforms = frozenset(
+        platform
+        for platform in (query.platform, *(account.platform for account, _ in sides.own_accounts))
+        if platform
+    )
+    others = [row for row in own_rows if sides.stored is None or row.id != sides.stored.id]
+    return [
+        MatchQuery(each, keys=keys, exclude_ids=exclude_ids, person=person, platforms=platforms)
+        for each in [sides.side, *(side_of_row(row) for row in others if complete)]
+    ]
+
+
+def _own_account_out(
+    account: OwnAccount, row: ProfileRow | None, *, looked_up: bool
+) -> OwnAccountOut:
+    """A declared account as a result lists it: what the store holds of it, where the caller
+    may read stored profiles by name (`looked_up`); else only the account."""
+    if not looked_up:
+        return OwnAccountOut(platform=account.platform, handle=account.handle, found=None)
+    return OwnAccountOut(
+        platform=row.platform if row else account.platform,
+        handle=row.handle if row else account.handle,
+        found=row is not None,
+        profile=row.to_stored().model_dump(mode="json", exclude_none=True) if row else None,
+    )
 
 
 def scan_error_record(where: str, raw: Any, exc: CloneFinderError) -> dict[str, Any]:

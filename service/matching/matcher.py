@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -97,12 +98,19 @@ class LoadedCandidates:
 
 @dataclass(frozen=True, slots=True)
 class MatchQuery:
-    """One query of a batch: its side, its identity (never its own match) and, when it is a
-    stored profile, that profile's id (left out of its candidates)."""
+    """One side of a person in a batch: the query's, or one of the person's own accounts.
+
+    `keys`: the person's identities (the query's and their own accounts'), never a match.
+    `exclude_ids`: the stored profiles among them, left out of the candidates (and of those
+    counted as sharing the person's photo or bio). `person`: the check it belongs to; the
+    sides of one person are answered together. `platforms`: where the person named an account
+    (a match elsewhere that looks like the original may be one more of theirs)."""
 
     side: ProfileSide
-    key: tuple[str, str]
-    exclude_id: int | None
+    keys: frozenset[tuple[str, str]]
+    exclude_ids: frozenset[int]
+    person: int
+    platforms: frozenset[str] = frozenset()
 
 
 def name_pool(indexed: int) -> int:
@@ -196,13 +204,18 @@ class Matcher:
         return self.candidates_many([query], exclude_ids=[exclude_id])[0]
 
     def candidates_many(
-        self, queries: Sequence[ProfileSide], *, exclude_ids: Sequence[int | None]
+        self,
+        queries: Sequence[ProfileSide],
+        *,
+        exclude_ids: Sequence[int | None | AbstractSet[int]],
     ) -> list[Candidates]:
         """`candidates` of many queries, asking each FAISS index once for the whole batch.
 
         Each query's answer is the one it gets alone: FAISS ranks every query row on its own,
-        and the name index is asked per query.
+        and the name index is asked per query. `exclude_ids`: per query, the stored profile
+        (or profiles) never proposed.
         """
+        excluded = [_id_set(ids) for ids in exclude_ids]
         found: list[dict[int, None]] = [{} for _ in queries]
         weak: list[set[int]] = [set() for _ in queries]
         strong: list[set[int]] = [set() for _ in queries]
@@ -227,7 +240,8 @@ class Matcher:
                         all_ids[start : start + len(block)],
                     )
                     start += len(block)
-                    best.pop(exclude_ids[i], None)  # type: ignore[arg-type]
+                    for j in excluded[i]:
+                        best.pop(j, None)
                     avatar_sharers[i] = tuple(
                         j for j, d in best.items() if d <= avatar_hashing.SAME_IMAGE_BITS
                     )
@@ -248,7 +262,7 @@ class Matcher:
                     bio_sharers[i] = tuple(
                         int(j)
                         for sim, j in zip(all_scores[row], all_ids[row], strict=True)
-                        if j >= 0 and j != exclude_ids[i] and sim >= BIO_NEAR_IDENTICAL
+                        if j >= 0 and j not in excluded[i] and sim >= BIO_NEAR_IDENTICAL
                     )
                     for sim, j in zip(all_scores[row].tolist(), all_ids[row].tolist(), strict=True):
                         if j >= 0:
@@ -266,7 +280,8 @@ class Matcher:
                         strong[i].add(profile_id)
         out = []
         for i, proposed in enumerate(found):
-            proposed.pop(exclude_ids[i], None)  # type: ignore[arg-type]
+            for j in excluded[i]:
+                proposed.pop(j, None)
             sharers = Sharers(
                 avatar=avatar_sharers[i],
                 bio=bio_sharers[i],
@@ -300,8 +315,9 @@ class Matcher:
         min_score: float,
     ) -> list[Match]:
         """The best `top_k` matches scoring at least `min_score`, highest first."""
+        excluded = frozenset() if exclude_id is None else frozenset({exclude_id})
         return self.match_many(
-            [MatchQuery(query, key=query_key, exclude_id=exclude_id)],
+            [MatchQuery(query, keys=frozenset({query_key}), exclude_ids=excluded, person=0)],
             top_k=top_k,
             min_score=min_score,
         )[0]
@@ -312,11 +328,11 @@ class Matcher:
         """`match` for many queries in one pass: each index asked once for the batch, every
         candidate of the batch loaded in one store query and turned into a comparable side
         once; then each query is compared and scored on its own, so its matches are exactly
-        those it gets alone."""
+        those it gets alone. One list per person (see `match_candidates`)."""
         if not queries:
             return []
         found = self.candidates_many(
-            [q.side for q in queries], exclude_ids=[q.exclude_id for q in queries]
+            [q.side for q in queries], exclude_ids=[q.exclude_ids for q in queries]
         )
         return self.match_candidates(queries, found, top_k=top_k, min_score=min_score)
 
@@ -338,7 +354,12 @@ class Matcher:
         min_score: float,
     ) -> list[list[Match]]:
         """The second half of `match_many`, on candidates already found (and maybe loaded,
-        for this `min_score`): a pipeline searches and loads its next batches meanwhile."""
+        for this `min_score`): a pipeline searches and loads its next batches meanwhile.
+
+        One list of matches per person, in the order the persons first come in `queries`: a
+        candidate scored against several sides of one person is one match, at its best score,
+        with the reasons of the side that gave it. The best `top_k` over the sides are among
+        the best `top_k` of each, so each side is screened for its own `top_k`."""
         if not queries:
             return []
         if not isinstance(found, LoadedCandidates) or found.min_score != min_score:
@@ -353,7 +374,7 @@ class Matcher:
             # In id order, so that ties keep one order whatever else was in the batch.
             neighbours = [by_id[i] for i in sorted(proposed.ids) if i in by_id]
             common = popularity_among(query.side, proposed, neighbours)
-            rows = [row for row in neighbours if row.key != query.key]
+            rows = [row for row in neighbours if row.key not in query.keys]
             batch.append(ScreenQuery(query.side, [column[row.id] for row in rows], common))
         whole: dict[int, ProfileRow] = {}
 
@@ -371,14 +392,58 @@ class Matcher:
             top_k=top_k,
             min_score=min_score,
         )
-        return [[self._match(whole[screened[c].id], e, p) for c, e, p in pairs] for pairs in best]
+        # Per person, each candidate at its best side: (rounded score, row id, evidence,
+        # probability, the side's query). On a tie the earlier side (the query's) is kept.
+        people: dict[int, dict[int, tuple[float, int, PairEvidence, float, MatchQuery]]] = {}
+        for query, pairs in zip(queries, best, strict=True):
+            kept = people.setdefault(query.person, {})
+            for c, e, p in pairs:
+                score, row_id = round(p, 4), screened[c].id
+                if row_id not in kept or score > kept[row_id][0]:
+                    kept[row_id] = (score, row_id, e, p, query)
+        ranked = [
+            # As one side ranks them: by score, ties in id order.
+            sorted(kept.values(), key=lambda item: (-item[0], item[1]))[:top_k]
+            for kept in people.values()
+        ]
+        return [
+            [self._match(whole[row_id], e, p, query) for _, row_id, e, p, query in matches]
+            for matches in ranked
+        ]
 
-    def _match(self, row: ProfileRow, evidence: PairEvidence, probability: float) -> Match:
+    def _match(
+        self, row: ProfileRow, evidence: PairEvidence, probability: float, query: MatchQuery
+    ) -> Match:
         """A reported match, explained (reasons are only worked out for these)."""
-        return match_of(row, evidence, self._scorer.verdict(evidence, probability))
+        verdict = self._scorer.verdict(evidence, probability)
+        return match_of(
+            row,
+            evidence,
+            verdict,
+            may_be_yours=may_be_theirs(row.platform, evidence, verdict, query.platforms),
+        )
 
 
-def match_of(row: ProfileRow, evidence: PairEvidence, verdict: Verdict) -> Match:
+def may_be_theirs(
+    platform: str, evidence: PairEvidence, verdict: Verdict, platforms: AbstractSet[str]
+) -> bool:
+    """Whether a match may be one more account of the person checked, not a copy: on a
+    platform where they named none, it wears the very same photo (SAME_IMAGE_BITS, a copy
+    re-encoded or resized at most) and display name, and its context (older, verified, more
+    followed) says the person's side is the copy: as their own account on another platform
+    would. Only the person can tell it from a clone of someone with no other account."""
+    return (
+        platform not in platforms
+        and evidence.avatar_bits is not None
+        and evidence.avatar_bits <= avatar_hashing.SAME_IMAGE_BITS
+        and evidence.display_name_verbatim
+        and verdict.likely_impersonator == "query"
+    )
+
+
+def match_of(
+    row: ProfileRow, evidence: PairEvidence, verdict: Verdict, *, may_be_yours: bool = False
+) -> Match:
     """A stored profile as a match: its full record, the pair's signals and the verdict."""
     return Match(
         profile=row.to_stored().model_dump(mode="json", exclude_none=True),
@@ -387,4 +452,11 @@ def match_of(row: ProfileRow, evidence: PairEvidence, verdict: Verdict) -> Match
         signals=evidence.signals(),
         reasons=verdict.reasons,
         likely_impersonator=verdict.likely_impersonator,
+        may_be_yours=may_be_yours,
     )
+
+
+def _id_set(ids: int | None | AbstractSet[int]) -> AbstractSet[int]:
+    if ids is None:
+        return frozenset()
+    return frozenset({ids}) if isinstance(ids, int) else ids

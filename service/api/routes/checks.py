@@ -33,11 +33,17 @@ def check(
 ) -> ResultOut:
     """A profile record in (platform and handle optional), the result record out.
 
-    `top_k` and `min_score` may come as query parameters or body fields. An `individual`
-    key has only the fields it sends compared, sees no match below the possible_clone
-    threshold and, of each match, only its public profile fields.
+    `top_k` and `min_score` may come as query parameters or body fields. `own_accounts`
+    names the person's own accounts on other platforms: never matches, listed apart, and
+    each stored one compared too. An `individual` key has only the fields it sends compared
+    (its own accounts are only kept out of the matches), sees no match below the
+    possible_clone threshold and, of each match, only its public profile fields.
     """
     result = engine.check(
-        request.record, top_k=request.top_k, min_score=request.min_score, access=caller.access
+        request.record,
+        top_k=request.top_k,
+        min_score=request.min_score,
+        access=caller.access,
+        own_accounts=request.own_accounts,
     )
     return ResultOut.model_validate(result.model_dump())
