@@ -15,7 +15,7 @@ from models.scoring import ScoringModel
 from service.api.schemas import SOMETHING_TO_LOOK_FOR, ProfileIn
 from service.evidence.plain_words import impersonation_form, label_words
 from service.store.watchlist import AlertRow, DeliveryRow, EntryRow
-from service.watchlist.mail import MAX_ADDRESS_LENGTH
+from service.watchlist.mail import EMAIL_PATTERN, MAX_ADDRESS_LENGTH
 from service.watchlist.service import AlertPage, Registered, alert_document, entry_document
 from service.watchlist.webhooks import MAX_URL_LENGTH
 from service.web.page import AVATAR_PATH
@@ -104,6 +104,7 @@ class WatchlistIn(BaseModel):
     )
     email: str | None = Field(
         default=None,
+        pattern=EMAIL_PATTERN,
         max_length=MAX_ADDRESS_LENGTH,
         description="an e-mail address that receives each alert once it is confirmed (a "
         "confirmation e-mail is sent first); only where the service has an SMTP server",

@@ -29,7 +29,10 @@ STOP_PATH = "/watch/stop/{token}"
 MAX_ADDRESS_LENGTH = 254
 # One @, no spaces, quotes, brackets or line breaks (which would let an address add headers),
 # and a dot in the domain: what a person types, not every form RFC 5322 allows.
-_ADDRESS = re.compile(r"[^@\s\"'<>(),;:\[\]\\]+@[^@\s\"'<>(),;:\[\]\\]+\.[^@\s\"'<>(),;:\[\]\\]+")
+_ADDRESS_PART = r"[^@\s\"'<>(),;:\[\]\\]+"
+_ADDRESS = re.compile(rf"{_ADDRESS_PART}@{_ADDRESS_PART}\.{_ADDRESS_PART}")
+# The same, as the API's schema states it: empty (no e-mail), or one address, maybe spaced.
+EMAIL_PATTERN = rf"^$|^\s*{_ADDRESS.pattern}\s*$"
 
 # The watchlist sits below the evidence package, whose plain words the page uses; the e-mails
 # say the two labels an alert can have in the same words.

@@ -198,6 +198,7 @@ class Call:
     json: Any = None
     params: dict[str, Any] | None = None
     by_name: bool = False  # answered only to a caller that may read stored profiles by name
+    status: int | None = None  # the answer expected, where not the route's success
 
 
 def make_key(server: ServerProcess, role: Role) -> dict[str, str]:
@@ -276,6 +277,16 @@ def fresh_entry(world: World, role: Role) -> int:
     return entry
 
 
+def fresh_watch_token(world: World) -> str:
+    """The private link's token of a new watch made on the page."""
+    fresh = uuid.uuid4().hex[:8]
+    identity = {**SENT, "handle": f"watched{fresh}", "display_name": f"{VICTIM_NAME} {fresh}"}
+    answer = world.client.post("/web/api/watch", json=identity, headers=PAGE)
+    assert answer.status_code == 201, answer.text
+    token: str = answer.json()["watch_url"].split("#", 1)[1]
+    return token
+
+
 def fresh_profile(world: World, role: Role) -> str:
     handle = f"gone{uuid.uuid4().hex[:8]}"
     world.as_admin("POST", "/v1/profiles", json={"platform": "twitter", "handle": handle})
@@ -321,9 +332,11 @@ REQUESTS: dict[tuple[str, str], Builder] = {
         Call("POST", "/v1/checks", json=SENT, params={"min_score": 0}),
         Call("POST", "/v1/checks", json=NAMED, by_name=True),
     ],
+    # A threshold of their own: the world's entries watch these identities already, and a
+    # repeat of the same watch answers 200 with the existing entry.
     ("POST", "/v1/watchlist"): lambda w, r: [
-        Call("POST", "/v1/watchlist", json={"identity": SENT}),
-        Call("POST", "/v1/watchlist", json={"identity": NAMED}, by_name=True),
+        Call("POST", "/v1/watchlist", json={"identity": SENT, "threshold": 0.55}),
+        Call("POST", "/v1/watchlist", json={"identity": NAMED, "threshold": 0.56}, by_name=True),
     ],
     ("GET", "/v1/watchlist"): lambda w, r: [Call("GET", "/v1/watchlist")],
     ("GET", "/v1/watchlist/{entry_id}"): lambda w, r: [
@@ -393,12 +406,45 @@ REQUESTS: dict[tuple[str, str], Builder] = {
         Call("POST", "/web/api/check", json={**SENT, "min_score": 0, "top_k": 100}),
         Call("POST", "/web/api/check", json={**NAMED, "bio": VICTIM_BIO}),
     ],
-    ("POST", "/web/api/watch"): lambda w, r: [Call("POST", "/web/api/watch", json=SENT)],
+    # The victim's name under a handle of its own: a later test watches the victim itself.
+    ("POST", "/web/api/watch"): lambda w, r: [
+        Call("POST", "/web/api/watch", json={**SENT, "handle": f"rosa{TAG}too"})
+    ],
     ("POST", "/web/api/evidence"): lambda w, r: [
         Call("POST", "/web/api/evidence", json={**SENT, "min_score": 0})
     ],
     ("GET", "/web/api/avatars/{sha256}"): lambda w, r: [
         Call("GET", f"/web/api/avatars/{w.clone_avatar}")
+    ],
+    ("HEAD", "/"): lambda w, r: [Call("HEAD", "/")],
+    ("GET", "/favicon.ico"): lambda w, r: [Call("GET", "/favicon.ico")],
+    ("HEAD", "/favicon.ico"): lambda w, r: [Call("HEAD", "/favicon.ico")],
+    # The private watch page: its token is the credential, so an unknown one finds nothing.
+    ("GET", "/watch"): lambda w, r: [Call("GET", "/watch")],
+    ("HEAD", "/watch"): lambda w, r: [Call("HEAD", "/watch")],
+    ("GET", "/watch/confirm/{token}"): lambda w, r: [Call("GET", "/watch/confirm/unknown")],
+    ("GET", "/watch/stop/{token}"): lambda w, r: [Call("GET", "/watch/stop/unknown")],
+    ("POST", "/watch/confirm/{token}"): lambda w, r: [
+        Call("POST", "/watch/confirm/unknown", status=404)
+    ],
+    ("POST", "/watch/stop/{token}"): lambda w, r: [Call("POST", "/watch/stop/unknown", status=404)],
+    ("POST", "/web/api/watching"): lambda w, r: [
+        Call("POST", "/web/api/watching", json={"token": fresh_watch_token(w)}),
+        Call("POST", "/web/api/watching", json={"token": "unknown"}, status=404),
+    ],
+    ("POST", "/web/api/watching/answer"): lambda w, r: [
+        Call(
+            "POST",
+            "/web/api/watching/answer",
+            json={"token": fresh_watch_token(w), "alert_id": 999_999, "answer": "mine"},
+            status=404,
+        )
+    ],
+    ("POST", "/web/api/watching/new-link"): lambda w, r: [
+        Call("POST", "/web/api/watching/new-link", json={"token": fresh_watch_token(w)})
+    ],
+    ("POST", "/web/api/watching/stop"): lambda w, r: [
+        Call("POST", "/web/api/watching/stop", json={"token": fresh_watch_token(w)})
     ],
 }
 
@@ -441,6 +487,8 @@ def operations() -> list[Operation]:
 
 
 def expected(operation: Operation, call: Call, role: Role | None, access: ProfileAccess) -> int:
+    if call.status is not None:
+        return call.status
     needed = operation.permission
     if role is not None and needed is not None and needed not in ROLE_PERMISSIONS[role]:
         return 403
