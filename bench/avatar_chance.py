@@ -53,14 +53,14 @@ _MAX = 10**9  # decode limits: these images are ours
 _photos: dict[str, list[Any]] = {}
 
 
-def _side_photos(side: fa.Side) -> tuple[list[Any], tuple[float, ...]]:
+def _side_photos(side: fa.Population) -> tuple[list[Any], tuple[float, ...]]:
     split = fa.split_photos(shared_data_dir())
     if side not in _photos:
         _photos[side] = [fa.load_photo(label, shared_data_dir()) for label in split.side(side)]
     return _photos[side], split.weights(side)
 
 
-def _photo_spec(rng: random.Random, side: fa.Side, weights: Sequence[float]) -> fa.AvatarSpec:
+def _photo_spec(rng: random.Random, side: fa.Population, weights: Sequence[float]) -> fa.AvatarSpec:
     while True:
         spec = fa._avatar_spec(rng, side, weights)
         if spec.kind == "photo":

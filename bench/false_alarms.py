@@ -233,7 +233,7 @@ HANDLE_STYLES: dict[str, dict[str, float]] = {
                "name_year": 0.1, "name_word": 0.15, "words": 0.15, "platform_default": 0.15},
 }  # fmt: skip
 
-Side = Literal["index", "query"]
+Population = Literal["index", "query"]
 Stratum = Literal["common", "unique", "population"]
 STRATA: tuple[Stratum, ...] = ("unique", "common", "population")
 # Namesake counts the report groups queries by: the name weighs less the more carry it, so
@@ -252,10 +252,10 @@ class PhotoSplit:
     query: tuple[str, ...]
     groups: dict[str, str]  # label -> photo group
 
-    def side(self, side: Side) -> tuple[str, ...]:
+    def side(self, side: Population) -> tuple[str, ...]:
         return self.index if side == "index" else self.query
 
-    def weights(self, side: Side) -> tuple[float, ...]:
+    def weights(self, side: Population) -> tuple[float, ...]:
         """Each photo's chance to be cropped: every group alike, however many files it has
         (the shared data holds eleven files of one portrait and one of most others)."""
         labels = self.side(side)
@@ -391,7 +391,7 @@ class AvatarSpec:
         return "; ".join(parts)
 
 
-def _avatar_spec(rng: random.Random, side: Side, photos: Sequence[float]) -> AvatarSpec:
+def _avatar_spec(rng: random.Random, side: Population, photos: Sequence[float]) -> AvatarSpec:
     if side == "index":
         roll = rng.random()
         if roll < NO_AVATAR_SHARE:
@@ -548,7 +548,7 @@ def canonical_name(first: str, last: str) -> str:
     return f"{first} {last}".casefold()
 
 
-def _display_name(first: str, last: str, rng: random.Random, side: Side) -> str:
+def _display_name(first: str, last: str, rng: random.Random, side: Population) -> str:
     roll = rng.random()
     if side == "query":  # people type their own name plainly when they check themselves
         if roll < 0.1:
@@ -696,7 +696,7 @@ class Person:
     """One generated account, before its handle is made unique on its platform."""
 
     number: int
-    side: Side
+    side: Population
     first: str
     last: str
     display_name: str
@@ -714,7 +714,7 @@ class Person:
 
 def make_person(
     seed: int,
-    side: Side,
+    side: Population,
     number: int,
     *,
     names: NameModel,

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field, computed_field
 from models.reasons import explanations_of
 
 Label = Literal["likely_clone", "possible_clone", "unlikely"]
-Side = Literal["candidate", "query", "unknown"]
+# Which account of a pair looks like the impersonator, by creation date, followers and badge.
+Impersonator = Literal["candidate", "query", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,7 @@ class Verdict(BaseModel):
     score: float = Field(ge=0.0, le=1.0)
     label: Label
     reasons: list[str]
-    likely_impersonator: Side
+    likely_impersonator: Impersonator
 
     @computed_field(description=EXPLANATIONS_DESCRIPTION)  # type: ignore[prop-decorator]
     @property
@@ -126,7 +127,7 @@ class Match(BaseModel):
     label: Label
     signals: dict[str, float | None]
     reasons: list[str]
-    likely_impersonator: Side
+    likely_impersonator: Impersonator
     may_be_yours: bool = Field(default=False, description=MAY_BE_YOURS_DESCRIPTION)
 
     # Made from `reasons` whenever it is read, so the two can never disagree.

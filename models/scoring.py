@@ -21,7 +21,7 @@ import numpy as np
 
 from models import reasons as reason_forms
 from models.reasons import Reason
-from models.result import Context, Label, PairEvidence, Side, Verdict
+from models.result import Context, Impersonator, Label, PairEvidence, Verdict
 
 DEFAULT_WEIGHTS = Path(__file__).with_name("weights.json")
 HASH_BITS = 64
@@ -442,7 +442,7 @@ def _day(moment: datetime) -> str:
     return moment.date().isoformat()
 
 
-def likely_impersonator(query: Context, candidate: Context) -> Side:
+def likely_impersonator(query: Context, candidate: Context) -> Impersonator:
     """Which side is the copy: the newer, less followed, unverified one (Goga et al., 2015).
 
     Each clue votes for the side it marks as the copy (the badge most, then age, then

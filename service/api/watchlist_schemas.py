@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from models.profile import HANDLE_SCHEMA_PATTERN, PLATFORM_SCHEMA_PATTERN
 from models.reasons import explanations_of
-from models.result import Label, Side
+from models.result import Impersonator, Label
 from models.scoring import ScoringModel
 from service.api.schemas import SOMETHING_TO_LOOK_FOR, ProfileIn
 from service.evidence.plain_words import impersonation_form, label_words
@@ -194,7 +194,7 @@ class AlertOut(BaseModel):
     label: Label
     signals: dict[str, float | None]
     reasons: list[str]
-    likely_impersonator: Side
+    likely_impersonator: Impersonator
     created_at: datetime
     acknowledged: bool
     acknowledged_at: datetime | None = None

@@ -48,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
-from models.result import Label, Side
+from models.result import Impersonator, Label
 from service.store.store import _WRITE_OPTION, Store, _utcnow
 from service.store.tables import BigId, JSONDocument, UTCDateTime, metadata
 
@@ -311,7 +311,7 @@ class AlertWrite:
     label: Label
     signals: dict[str, float | None]
     reasons: list[str]
-    likely_impersonator: Side
+    likely_impersonator: Impersonator
     webhook_url: str | None
 
 
@@ -326,7 +326,7 @@ class AlertRow:
     label: Label
     signals: dict[str, float | None]
     reasons: list[str]
-    likely_impersonator: Side
+    likely_impersonator: Impersonator
     created_at: datetime
     acknowledged_at: datetime | None
     answer: Answer | None = None
@@ -409,7 +409,7 @@ def _entry_row(row: Row[Any]) -> EntryRow:
 def _alert_row(row: Row[Any]) -> AlertRow:
     values = row._asdict()
     values["label"] = cast(Label, values["label"])
-    values["likely_impersonator"] = cast(Side, values["likely_impersonator"])
+    values["likely_impersonator"] = cast(Impersonator, values["likely_impersonator"])
     values["answer"] = cast("Answer | None", values["answer"])
     return AlertRow(**values)
 
