@@ -9,7 +9,6 @@ import typer
 
 from models.errors import InvalidInputError, NotFoundError
 from service.cli.common import (
-    DEFAULT_DATA_DIR,
     DataDirOption,
     JsonFlag,
     MinScoreOption,
@@ -52,7 +51,7 @@ def case_create(
     title: Annotated[str | None, typer.Option(help="A title (default: from the victim).")] = None,
     notes: Annotated[str | None, typer.Option(help="Notes.")] = None,
     as_json: JsonFlag = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Open a case for a victim, a stored profile named by platform and handle."""
     from service.cases.service import case_document
@@ -70,7 +69,7 @@ def case_create(
 
 @case_app.command("list")
 def case_list(
-    ctx: typer.Context, as_json: JsonFlag = False, data_dir: DataDirOption = DEFAULT_DATA_DIR
+    ctx: typer.Context, as_json: JsonFlag = False, data_dir: DataDirOption = None
 ) -> None:
     """List every case: id, status, victim, title."""
     from service.cases.service import case_document
@@ -96,7 +95,7 @@ def case_show(
     ctx: typer.Context,
     case_id: CaseId,
     as_json: JsonFlag = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Show a case, its items and their captures."""
     from service.cases.service import case_document, item_document
@@ -146,10 +145,11 @@ def case_add(
     line: Annotated[
         int | None, typer.Option("--line", min=0, help="The scan's result line (0 is the first).")
     ] = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Add accounts to a case, each captured as it is now (again if already in the case)."""
-    from service.cases.service import AddItems
+    from service.cases.service import AddItems, capture_document
 
     settings = setup(ctx, data_dir)
     request = AddItems(
@@ -163,6 +163,23 @@ def case_add(
     )
     with fail_cleanly(err_console()), open_engine(ctx, settings) as engine:
         added = engine.cases.add(_operator(), case_id, request)
+    if as_json:
+        # As the HTTP API answers POST /v1/cases/{id}/items.
+        print_json(
+            {
+                "added": [
+                    {
+                        "item_id": entry.item.id,
+                        "new_item": entry.new_item,
+                        "platform": entry.item.platform,
+                        "handle": entry.item.handle,
+                        "capture": capture_document(entry.capture),
+                    }
+                    for entry in added
+                ]
+            }
+        )
+        return
     if not added:
         typer.echo("nothing to add: the check found no match")
     for entry in added:
@@ -180,12 +197,18 @@ def case_capture(
     ctx: typer.Context,
     case_id: CaseId,
     item_id: Annotated[int, typer.Argument(min=1, help="The item's id.")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Capture an item again, as it is now; earlier captures stay as they were."""
+    from service.cases.service import capture_document
+
     settings = setup(ctx, data_dir)
     with fail_cleanly(err_console()), open_engine(ctx, settings) as engine:
         captured = engine.cases.capture(_operator(), case_id, item_id)
+    if as_json:
+        print_json(capture_document(captured.capture))
+        return
     typer.echo(
         f"captured item {item_id} again: capture {captured.capture.id} SHA-256 "
         f"{captured.capture.sha256}"
@@ -204,10 +227,11 @@ def case_update(
     ] = None,
     notes: Annotated[str | None, typer.Option(help="New notes (they replace the old).")] = None,
     title: Annotated[str | None, typer.Option(help="A new title (cases only).")] = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Change the notes or status of a case or of one of its items."""
-    from service.cases.service import update_case, update_item
+    from service.cases.service import case_document, item_document, update_case, update_item
     from service.store import CaseStore
 
     settings = setup(ctx, data_dir)
@@ -215,12 +239,18 @@ def case_update(
         cases = CaseStore(store, signer=audit_signer(settings))
         if item is None:
             case = update_case(cases, _operator(), case_id, title=title, notes=notes, status=status)
-            typer.echo(f"case {case.id}: status {case.status}")
+            if as_json:
+                print_json(case_document(case))
+            else:
+                typer.echo(f"case {case.id}: status {case.status}")
         else:
             if title is not None:
                 raise InvalidInputError("--title belongs to a case, not an item")
             row = update_item(cases, _operator(), case_id, item, notes=notes, status=status)
-            typer.echo(f"case {case_id} item {row.id}: status {row.status}")
+            if as_json:
+                print_json(item_document(row, cases.captures(case_id, item_id=row.id)))
+            else:
+                typer.echo(f"case {case_id} item {row.id}: status {row.status}")
 
 
 @case_app.command("export")
@@ -231,7 +261,8 @@ def case_export(
     fmt: Annotated[
         str, typer.Option("--format", help="bundle (a signed ZIP), pdf, csv or json.")
     ] = "bundle",
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Export a case's evidence; recorded in the audit log."""
     from service.evidence import EXPORT_FORMATS
@@ -246,4 +277,15 @@ def case_export(
             out.write_bytes(export.data)
         except OSError as exc:
             raise InvalidInputError(f"{out}: cannot be written: {exc.strerror or exc}") from None
+    if as_json:
+        print_json(
+            {
+                "case_id": case_id,
+                "format": fmt,
+                "out": str(out),
+                "bytes": len(export.data),
+                "sha256": export.sha256,
+            }
+        )
+        return
     typer.echo(f"wrote {out} ({len(export.data)} bytes, SHA-256 {export.sha256})")

@@ -9,7 +9,7 @@ import typer
 
 from models.errors import InvalidInputError
 from service.cli.common import (
-    DEFAULT_DATA_DIR,
+    EXIT_VERIFICATION_FAILED,
     DataDirOption,
     JsonFlag,
     audit_signer,
@@ -17,9 +17,10 @@ from service.cli.common import (
     fail_cleanly,
     open_store,
     print_json,
+    say,
     setup,
 )
-from service.core.errors import EXIT_OK, EXIT_SOME_REJECTED
+from service.core.errors import EXIT_OK
 
 evidence_app = typer.Typer(
     name="evidence", help="Check evidence bundles; show the signing key.", no_args_is_help=True
@@ -44,13 +45,13 @@ def evidence_verify(
     as_json: JsonFlag = False,
 ) -> None:
     """Check every digest and both signatures of a bundle; name each file that does not
-    match. Exit 0 when all match, 1 when anything does not, 2 when it cannot be read."""
+    match. Exit 0 when all match, 5 when anything does not, 2 when it cannot be read."""
     from dataclasses import asdict
 
     from service.evidence.bundle import verify_bundle_file
     from service.evidence.signing import load_public_key
 
-    setup(ctx, DEFAULT_DATA_DIR, make_data_dir=False)
+    setup(ctx, None, make_data_dir=False)
     with fail_cleanly(err_console()):
         expected = None
         if public_key is not None:
@@ -74,19 +75,26 @@ def evidence_verify(
                 "compare that fingerprint with GET /v1/evidence/public-key of the service "
                 "(or pass --public-key)"
             )
-    raise typer.Exit(EXIT_OK if report.ok else EXIT_SOME_REJECTED)
+    raise typer.Exit(EXIT_OK if report.ok else EXIT_VERIFICATION_FAILED)
 
 
 @evidence_app.command("public-key")
-def evidence_public_key(ctx: typer.Context, data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+def evidence_public_key(
+    ctx: typer.Context, as_json: JsonFlag = False, data_dir: DataDirOption = None
+) -> None:
     """Print the signing key's public half (PEM) and fingerprint; creates the key if none."""
     from service.evidence.signing import EvidenceSigner
 
     settings = setup(ctx, data_dir)
     with fail_cleanly(err_console()):
         signer = EvidenceSigner(settings.resolved_evidence_key_file)
-        typer.echo(signer.public_key_pem.rstrip())
-        typer.echo(signer.fingerprint)
+        pem, fingerprint = signer.public_key_pem, signer.fingerprint
+    if as_json:
+        # As GET /v1/evidence/public-key answers.
+        print_json({"algorithm": "Ed25519", "public_key_pem": pem, "fingerprint": fingerprint})
+        return
+    typer.echo(pem.rstrip())
+    typer.echo(fingerprint)
 
 
 @audit_app.command("verify")
@@ -118,11 +126,12 @@ def audit_verify(
             "when it began signing.",
         ),
     ] = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Check the audit log's hash chain and every entry's signature: names every edited,
     removed, moved or re-signed entry, and the first entry that fails. Exit 0 when it holds,
-    1 when it does not."""
+    5 when it does not."""
     from service.cases.audit import verify_chain
     from service.evidence.signing import load_public_key
     from service.store import AuditStore
@@ -139,9 +148,10 @@ def audit_verify(
         if not public_keys:
             service_key = signer.existing_public_key()
             if service_key is None:
-                typer.echo(
+                say(
                     f"NOTE no signing key at {signer.path}: signatures cannot be checked "
-                    "(give the service's with --public-key)"
+                    "(give the service's with --public-key)",
+                    as_json=as_json,
                 )
             else:
                 keys.append(service_key)
@@ -154,6 +164,22 @@ def audit_verify(
                 expected_head=head,
                 signed_from=signed_from,
             )
+    exit_status = EXIT_OK if report.ok else EXIT_VERIFICATION_FAILED
+    if as_json:
+        print_json(
+            {
+                "ok": report.ok,
+                "entries": report.entries,
+                "signed": report.signed,
+                "unsigned": list(report.unsigned) if report.unsigned else None,
+                "head_seq": report.head_seq,
+                "head_hash": report.head_hash,
+                "expected_head_found": report.anchor_found,
+                "first_failure": report.first_failure,
+                "problems": report.problems,
+            }
+        )
+        raise typer.Exit(exit_status)
     for problem in report.problems:
         typer.echo(f"BROKEN {problem}")
     if report.unsigned is not None:
@@ -174,7 +200,7 @@ def audit_verify(
     typer.echo(
         f"{'OK' if report.ok else 'FAILED'}: {summary}; head {report.head_seq} {report.head_hash}"
     )
-    raise typer.Exit(EXIT_OK if report.ok else EXIT_SOME_REJECTED)
+    raise typer.Exit(exit_status)
 
 
 @audit_app.command("list")
@@ -182,7 +208,7 @@ def audit_list(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", min=1, help="The newest N entries.")] = 50,
     as_json: JsonFlag = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    data_dir: DataDirOption = None,
 ) -> None:
     """The newest entries of the audit log: time, who, action, target, details."""
     from service.store import AuditStore

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from service.cli.common import (
-    DEFAULT_DATA_DIR,
     DataDirOption,
+    JsonFlag,
     err_console,
     fail_cleanly,
     open_store,
+    print_json,
     setup,
 )
 
 if TYPE_CHECKING:
     from datetime import datetime
+
+    from service.store import KeyRow
 
 
 keys_app = typer.Typer(
@@ -37,9 +39,11 @@ def keys_create(
         typer.Option("--role", help="individual, platform, investigator or admin."),
     ],
     name: Annotated[str, typer.Option("--name", help="A unique name for the key's holder.")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = None,
 ) -> None:
-    """Create a key; it is printed once, alone on the last line, and never stored."""
+    """Create a key; it is printed once, alone on the last line (or as the JSON's "key"), and
+    never stored."""
     from service.auth.keys import create_key
     from service.store import KeyStore
 
@@ -56,14 +60,19 @@ def keys_create(
         highlight=False,
         soft_wrap=True,
     )
+    if as_json:
+        print_json({**_key_document(row), "key": created.key})
+        return
     typer.echo(created.key)
 
 
 @keys_app.command("list")
 def keys_list(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per key.")] = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per key, one per line.")
+    ] = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """List the keys: name, role, the key's first characters, created, last used, revoked."""
     from service.store import KeyStore
@@ -73,15 +82,7 @@ def keys_list(
         rows = KeyStore(store).list()
     if as_json:
         for row in rows:
-            shown = {
-                "name": row.name,
-                "role": row.role,
-                "prefix": row.prefix,
-                "created_at": row.created_at.isoformat(),
-                "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
-                "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
-            }
-            typer.echo(json.dumps(shown, ensure_ascii=False))
+            print_json(_key_document(row))
         return
     console = Console()
     if not console.is_terminal:
@@ -110,7 +111,8 @@ def keys_list(
 def keys_revoke(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The key's name (see `keys list`).")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Revoke a key: running servers refuse it from their next request."""
     from service.store import KeyStore
@@ -118,7 +120,22 @@ def keys_revoke(
     settings = setup(ctx, data_dir)
     with fail_cleanly(err_console()), open_store(settings) as store:
         row = KeyStore(store).revoke(name)
+    if as_json:
+        print_json(_key_document(row))
+        return
     typer.echo(f"revoked key {row.name!r} (role {row.role}) at {_when(row.revoked_at)}")
+
+
+def _key_document(row: KeyRow) -> dict[str, Any]:
+    """What may be shown of a key: never the key, nor its hash."""
+    return {
+        "name": row.name,
+        "role": row.role,
+        "prefix": row.prefix,
+        "created_at": row.created_at.isoformat(),
+        "last_used_at": row.last_used_at.isoformat() if row.last_used_at else None,
+        "revoked_at": row.revoked_at.isoformat() if row.revoked_at else None,
+    }
 
 
 def _when(moment: datetime | None) -> str:

@@ -24,14 +24,15 @@ from rich.table import Table
 
 from models.errors import InvalidInputError
 from service.cli.common import (
-    DEFAULT_DATA_DIR,
     DataDirOption,
+    JsonFlag,
     MinScoreOption,
     TopKOption,
     app,
     err_console,
     fail_cleanly,
     open_engine,
+    print_json,
     setup,
 )
 from service.core.errors import EXIT_OK, EXIT_SOME_REJECTED
@@ -47,7 +48,8 @@ MAX_REASONS_SHOWN = 50
 def ingest(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A .jsonl, .csv or .json file of profiles.")],
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Upsert every profile of FILE; exit 0 if all were kept, 1 if some were rejected."""
     settings = setup(ctx, data_dir)
@@ -57,11 +59,32 @@ def ingest(
         total = _count(file) if console.is_terminal else None
         with open_engine(ctx, settings) as engine, _progress(console, "ingesting", total) as tick:
             report = engine.ingest(records, base_dir=file.parent.resolve(), progress=tick)
+    rejected = [outcome for outcome in report.outcomes if outcome.status == "rejected"]
+    exit_status = EXIT_SOME_REJECTED if rejected else EXIT_OK
+    if as_json:
+        print_json(
+            {
+                "file": str(file),
+                "records": len(report.outcomes),
+                "created": report.created,
+                "updated": report.updated,
+                "rejected": report.rejected,
+                "rejections": [
+                    {
+                        "where": outcome.where,
+                        "platform": outcome.platform,
+                        "handle": outcome.handle,
+                        "error": outcome.error,
+                    }
+                    for outcome in rejected
+                ],
+            }
+        )
+        raise typer.Exit(exit_status)
     typer.echo(
         f"ingested {report.created}, updated {report.updated}, rejected {report.rejected} "
         f"(of {len(report.outcomes)} records in {file})"
     )
-    rejected = [outcome for outcome in report.outcomes if outcome.status == "rejected"]
     for outcome in rejected[:MAX_REASONS_SHOWN]:
         message = str((outcome.error or {}).get("message", "rejected"))
         if not message.startswith(outcome.where):
@@ -69,7 +92,7 @@ def ingest(
         typer.echo(f"  {message}")
     if len(rejected) > MAX_REASONS_SHOWN:
         typer.echo(f"  ... and {len(rejected) - MAX_REASONS_SHOWN} more")
-    raise typer.Exit(EXIT_SOME_REJECTED if rejected else EXIT_OK)
+    raise typer.Exit(exit_status)
 
 
 @app.command()
@@ -96,10 +119,8 @@ def check(
     ] = None,
     top_k: TopKOption = 10,
     min_score: MinScoreOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result record as JSON.")] = (
-        False
-    ),
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Find the likely impersonators of one identity (any of the options will do)."""
     settings = setup(ctx, data_dir)
@@ -146,14 +167,22 @@ def scan(
         str | None,
         typer.Option("--key", envvar="CLONEFINDER_API_KEY", help="The API key for --server."),
     ] = None,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    as_json: JsonFlag = False,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Check every profile of FILE; one result record per input, in order, to OUT (JSON Lines)."""
     settings = setup(ctx, data_dir)
     console = err_console()
     if server is not None:
         _scan_on_server(
-            console, file, out, server=server, key=key, top_k=top_k, min_score=min_score
+            console,
+            file,
+            out,
+            server=server,
+            key=key,
+            top_k=top_k,
+            min_score=min_score,
+            as_json=as_json,
         )
     scanned = flagged = bad = 0
     with fail_cleanly(console):
@@ -182,20 +211,39 @@ def scan(
                     logger.debug("%s: %s", error.get("where"), error.get("message"))
                 elif record.get("matches"):
                     flagged += 1
-    typer.echo(
-        f"scanned {scanned} profiles: {flagged} with possible clones, {bad} rejected; "
-        f"results in {out}"
-    )
+    if as_json:
+        print_json(_scan_summary(scanned=scanned, flagged=flagged, rejected=bad, out=out))
+    else:
+        typer.echo(
+            f"scanned {scanned} profiles: {flagged} with possible clones, {bad} rejected; "
+            f"results in {out}"
+        )
     raise typer.Exit(EXIT_SOME_REJECTED if bad else EXIT_OK)
 
 
 @app.command()
-def reindex(ctx: typer.Context, data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+def reindex(ctx: typer.Context, as_json: JsonFlag = False, data_dir: DataDirOption = None) -> None:
     """Rebuild every index from the store (the store is the source of truth)."""
     settings = setup(ctx, data_dir)
     with fail_cleanly(err_console()), open_engine(ctx, settings) as engine:
         count = engine.reindex()
+    if as_json:
+        print_json({"profiles": count, "data_dir": str(settings.data_dir)})
+        return
     typer.echo(f"reindexed {count} profiles in {settings.data_dir}")
+
+
+def _scan_summary(
+    *, scanned: int, flagged: int, rejected: int, out: Path, **remote: str
+) -> dict[str, Any]:
+    """The --json summary of a scan; `remote` names the server and job of `scan --server`."""
+    return {
+        "scanned": scanned,
+        "flagged": flagged,
+        "rejected": rejected,
+        "out": str(out),
+        **remote,
+    }
 
 
 def _scan_on_server(
@@ -207,6 +255,7 @@ def _scan_on_server(
     key: str | None,
     top_k: int,
     min_score: float | None,
+    as_json: bool,
 ) -> None:
     """`scan --server`: upload FILE, follow the job with a progress bar, write its results to
     OUT in input order; exits like a local scan."""
@@ -225,10 +274,22 @@ def _scan_on_server(
                 options={"top_k": top_k, "min_score": min_score},
                 progress=tick,
             )
-    typer.echo(
-        f"scanned {summary.lines} profiles on {server} (job {summary.job_id}): "
-        f"{summary.flagged} with possible clones, {summary.errors} rejected; results in {out}"
-    )
+    if as_json:
+        print_json(
+            _scan_summary(
+                scanned=summary.lines,
+                flagged=summary.flagged,
+                rejected=summary.errors,
+                out=out,
+                server=server,
+                job_id=summary.job_id,
+            )
+        )
+    else:
+        typer.echo(
+            f"scanned {summary.lines} profiles on {server} (job {summary.job_id}): "
+            f"{summary.flagged} with possible clones, {summary.errors} rejected; results in {out}"
+        )
     raise typer.Exit(EXIT_SOME_REJECTED if summary.errors else EXIT_OK)
 
 

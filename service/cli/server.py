@@ -11,7 +11,6 @@ import typer
 
 from models.errors import ConfigurationError
 from service.cli.common import (
-    DEFAULT_DATA_DIR,
     DataDirOption,
     app,
     err_console,
@@ -30,7 +29,7 @@ def serve(
     demo: Annotated[
         bool, typer.Option("--demo", help="Load the bundled demo profiles if the store is empty.")
     ] = False,
-    data_dir: DataDirOption = DEFAULT_DATA_DIR,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Run the HTTP API (docs at /docs)."""
     import uvicorn
@@ -77,7 +76,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 @app.command()
-def worker(ctx: typer.Context, data_dir: DataDirOption = DEFAULT_DATA_DIR) -> None:
+def worker(ctx: typer.Context, data_dir: DataDirOption = None) -> None:
     """Do bulk scan jobs from the store until stopped (SIGTERM or Ctrl-C).
 
     Any number of workers may run against one store, on this machine or others (with

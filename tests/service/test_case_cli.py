@@ -122,11 +122,60 @@ def test_audit_verify_fails_on_an_entry_edited_in_the_database(
         db.execute("DROP TRIGGER audit_log_no_update")
         db.execute("UPDATE audit_log SET details = replace(details, 'reported', 'closed')")
     broken = run(open_engine, "audit", "verify", *where)
-    assert broken.exit_code == 1
+    assert broken.exit_code == 5  # verification failed
     assert "BROKEN entry 2: its content does not match its hash" in broken.output
 
     with sqlite3.connect(data_dir / "clonefinder.db") as db:
         db.execute("DROP TRIGGER audit_log_no_delete")
         db.execute("DELETE FROM audit_log WHERE seq >= 2")
     cut = run(open_engine, "audit", "verify", "--head", head, *where)
-    assert cut.exit_code == 1 and "removed from the end" in cut.output
+    assert cut.exit_code == 5 and "removed from the end" in cut.output
+
+    report = run(open_engine, "audit", "verify", "--head", head, "--json", *where)
+    assert report.exit_code == 5
+    document = json.loads(report.stdout)
+    assert document["ok"] is False and document["expected_head_found"] is False
+    assert document["entries"] == 1 and document["problems"]
+
+
+def test_every_case_and_evidence_command_prints_one_json_document(
+    data_dir: Path, open_engine: Any, tmp_path: Path
+) -> None:
+    where = ("--data-dir", data_dir)
+
+    def document(*args: str | Path, code: int = 0) -> Any:
+        result = run(open_engine, *args, "--json")
+        assert result.exit_code == code, result.output
+        return json.loads(result.stdout)
+
+    victim = ("--platform", "instagram", "--handle", "nora.lindqvist")
+    case_id = str(document("case", "create", *victim, *where)["id"])
+    (added,) = document("case", "add", case_id, "--from-check", *where)["added"]
+    assert added["new_item"] is True and added["handle"] == "nora.lindqvist_art"
+    assert added["capture"]["sha256"] and added["capture"]["item_id"] == added["item_id"]
+    item_id = str(added["item_id"])
+
+    again = document("case", "capture", case_id, item_id, *where)
+    assert again["item_id"] == added["item_id"] and again["id"] != added["capture"]["id"]
+    item = document("case", "update", case_id, "--item", item_id, "--status", "reported", *where)
+    assert item["status"] == "reported" and len(item["captures"]) == 2
+    case = document("case", "update", case_id, "--notes", "sent to the platform", *where)
+    assert case["id"] == int(case_id) and case["notes"] == "sent to the platform"
+
+    bundle = tmp_path / "case.zip"
+    exported = document("case", "export", case_id, "--out", bundle, *where)
+    assert exported["out"] == str(bundle) and exported["bytes"] == bundle.stat().st_size
+    key = document("evidence", "public-key", *where)
+    assert key["public_key_pem"].startswith("-----BEGIN PUBLIC KEY-----")
+    verified = document("evidence", "verify", bundle)
+    assert verified["ok"] is True and verified["key_fingerprint"] == key["fingerprint"]
+    audit = document("audit", "verify", *where)
+    assert audit["ok"] is True and audit["entries"] == 6 and audit["problems"] == []
+
+    # A bundle changed after its export fails verification: exit 5, not 1 (rejected records).
+    data = bytearray(bundle.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bundle.write_bytes(bytes(data))
+    assert document("evidence", "verify", bundle, code=5)["ok"] is False
+    missing = run(open_engine, "case", "show", "99", "--json", *where)
+    assert missing.exit_code == 4 and missing.stdout == ""

@@ -125,7 +125,7 @@ def test_an_investigator_builds_a_case_and_exports_a_bundle_that_verifies(
             forged.comment = source.comment
     path.write_bytes(out.getvalue())
     result = verify(path)
-    assert result.exit_code == 1
+    assert result.exit_code == 5
     assert "items.csv: SHA-256 does not match the manifest" in result.output
 
     # Every change and export of the case is in the audit log, whose chain holds.

@@ -113,6 +113,31 @@ def test_ingest_with_bad_records_keeps_the_good_and_exits_1(
     assert "ingested 0, updated 2, rejected 2" in again.stdout
 
 
+def test_ingest_json_is_one_document_with_every_rejection(
+    tmp_path: Path, open_engine: Opener
+) -> None:
+    source = _write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [{"platform": "twitter", "handle": "fine_one"}, "{oops", {"handle": "no_platform"}],
+    )
+    result = _run(open_engine, "ingest", source, "--json", "--data-dir", tmp_path / "data")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["records"] == 3
+    assert (report["created"], report["updated"], report["rejected"]) == (1, 0, 2)
+    assert [r["where"] for r in report["rejections"]] == ["line 2", "line 3"]
+    assert "not valid JSON" in report["rejections"][0]["error"]["message"]
+    # Nothing for a person on stderr either: no summary, and no progress bar off a terminal.
+    assert result.stderr == ""
+
+
+def test_ingest_json_of_an_unreadable_file_prints_no_document(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.jsonl"
+    result = _run(_no_engine, "ingest", missing, "--json", "--data-dir", tmp_path / "data")
+    assert result.exit_code == 2
+    assert result.stdout == "" and result.stderr.startswith("error:")
+
+
 def test_ingest_lists_at_most_50_reasons(tmp_path: Path, open_engine: Opener) -> None:
     source = _write_jsonl(tmp_path / "bad.jsonl", ["{oops"] * 53)
     result = _run(open_engine, "ingest", source, "--data-dir", tmp_path / "data")
@@ -202,6 +227,17 @@ def test_invalid_check_exits_2_with_a_message(
     assert "Traceback" not in result.output
 
 
+def test_check_of_a_profile_that_is_not_stored_exits_4(
+    corpus: tuple[Path, Path], open_engine: Opener
+) -> None:
+    data_dir, _ = corpus
+    result = _run(
+        open_engine, "check", "--platform", "twitter", "--handle", "nobody", "--data-dir", data_dir
+    )
+    assert result.exit_code == 4, result.output
+    assert result.stderr.startswith("error: no stored profile twitter/nobody")
+
+
 def test_scan_writes_one_record_per_input_in_order(
     corpus: tuple[Path, Path], open_engine: Opener, tmp_path: Path
 ) -> None:
@@ -231,6 +267,20 @@ def test_scan_writes_one_record_per_input_in_order(
     assert ok.exit_code == 0, ok.output
 
 
+def test_scan_json_summary(corpus: tuple[Path, Path], open_engine: Opener, tmp_path: Path) -> None:
+    data_dir, source = corpus
+    queries = _write_jsonl(
+        tmp_path / "queries.jsonl",
+        [{"display_name": "Maria Quinn", "bio": BIO}, "{broken", {"display_name": "Nobody Else"}],
+    )
+    out = tmp_path / "out.jsonl"
+    result = _run(open_engine, "scan", queries, "--out", out, "--json", "--data-dir", data_dir)
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary == {"scanned": 3, "flagged": 1, "rejected": 1, "out": str(out)}
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 3
+
+
 def test_scan_unreadable_file_exits_2(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
     result = _run(_no_engine, "scan", tmp_path / "none.jsonl", "--out", out)
@@ -243,6 +293,15 @@ def test_reindex_counts_the_stored_profiles(corpus: tuple[Path, Path], open_engi
     result = _run(open_engine, "reindex", "--data-dir", data_dir)
     assert result.exit_code == 0, result.output
     assert "reindexed 3 profiles" in result.stdout
+
+
+def test_reindex_json_with_the_data_dir_before_the_command(
+    corpus: tuple[Path, Path], open_engine: Opener
+) -> None:
+    data_dir, _ = corpus
+    result = _run(open_engine, "--data-dir", data_dir, "reindex", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"profiles": 3, "data_dir": str(data_dir)}
 
 
 def test_serve_demo_fills_an_empty_store_at_start(tmp_path: Path, open_engine: Opener) -> None:

@@ -1,5 +1,5 @@
 """`evidence verify` on hostile bundles: every malformed archive, manifest or capture is a named
-failure (exit 1), never a traceback, and no member is inflated past its size in the manifest.
+failure (exit 5), never a traceback, and no member is inflated past its size in the manifest.
 
 The bundles are made here, most of them signed with the test's own key exactly as the service
 signs (both signatures valid), so that what fails is the structure itself, not a signature.
@@ -489,7 +489,7 @@ def test_each_malformed_bundle_is_a_named_failure(
     path = tmp_path / "bundle.zip"
     path.write_bytes(data)
     result = _verify_on_the_command_line(path)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 5, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     printed = json.loads(result.output)
     assert printed["ok"] is False and printed["problems"] == report.problems
@@ -501,7 +501,7 @@ def test_the_text_output_names_the_failure_without_a_traceback(
     path = tmp_path / "bundle.zip"
     path.write_bytes(corpus["items of numbers"][0])
     result = CliRunner().invoke(app, ["evidence", "verify", str(path)])
-    assert result.exit_code == 1
+    assert result.exit_code == 5
     assert "MISMATCH case.json: item 1 is not an object" in result.output
     assert "Traceback" not in result.output
 
@@ -626,7 +626,7 @@ def test_a_member_larger_than_the_manifest_says_is_refused_before_it_is_inflated
     assert peak < len(data) + (16 << 20)
     path = tmp_path / "bomb.zip"
     path.write_bytes(data)
-    assert _verify_on_the_command_line(path).exit_code == 1
+    assert _verify_on_the_command_line(path).exit_code == 5
 
 
 def test_without_sizes_in_the_manifest_a_member_over_the_cap_is_not_read(

@@ -301,7 +301,7 @@ def test_keys_list_json_and_revoke(tmp_path: Path) -> None:
     [
         (["create", "--role", "root", "--name", "x"], 2, "unknown role 'root'"),
         (["create", "--role", "platform", "--name", "acme"], 2, "already exists"),
-        (["revoke", "nobody"], 1, "no key named 'nobody'"),
+        (["revoke", "nobody"], 4, "no key named 'nobody'"),
     ],
 )
 def test_keys_errors_are_clear(tmp_path: Path, args: list[str], code: int, message: str) -> None:

@@ -175,7 +175,7 @@ def test_audit_verify_catches_a_log_stripped_of_every_signature_by_default(
     finally:
         store.close()
     stripped = _verify(data_dir)
-    assert stripped.exit_code == 1, stripped.output
+    assert stripped.exit_code == 5, stripped.output
     assert "unsigned, though the log is signed from entry 1 on" in stripped.output
 
 
@@ -299,7 +299,7 @@ def test_audit_verify_names_the_first_rewritten_entry_without_a_head(data_dir: P
     finally:
         store.close()
     broken = _verify(data_dir)
-    assert broken.exit_code == 1, broken.output
+    assert broken.exit_code == 5, broken.output
     assert "BROKEN entry 2: its signature does not match" in broken.output
     assert "FAILED: 5 entries, signed from entry 1, the first that fails is entry 2" in (
         broken.output
@@ -323,13 +323,13 @@ def test_audit_verify_says_which_entries_predate_signing(data_dir: Path, tmp_pat
     key_file = Settings(data_dir=data_dir).resolved_evidence_key_file
     assert EvidenceSigner(key_file).signing_began() == 4
     assert _verify(data_dir, "--signed-from", "4").exit_code == 0
-    assert _verify(data_dir, "--signed-from", "3").exit_code == 1
+    assert _verify(data_dir, "--signed-from", "3").exit_code == 5
 
     other = EvidenceSigner(tmp_path / "other.key")
     pem = tmp_path / "other.pem"
     pem.write_text(other.public_key_pem)
     wrong_key = _verify(data_dir, "--public-key", str(pem))
-    assert wrong_key.exit_code == 1
+    assert wrong_key.exit_code == 5
     assert "BROKEN entry 4: signed by SHA256:" in wrong_key.output
 
 
