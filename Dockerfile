@@ -64,9 +64,11 @@ WORKDIR /home/clonefinder
 VOLUME ["/data"]
 EXPOSE 8000
 
+# Healthy means ready to answer: /readyz is 503 until the store is reachable, the model loaded
+# and the indexes caught up (an orchestrator with separate probes asks /livez for liveness).
 # urlopen raises on a refused connection or an HTTP error status, so the exit status is the
 # verdict; no curl needed in a slim image. The start period covers loading the model.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('CLONEFINDER_PORT', '8000') + '/v1/health', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('CLONEFINDER_PORT', '8000') + '/readyz', timeout=4)"]
 
 CMD ["clonefinder", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -78,7 +78,7 @@ def test_the_api_and_workers_use_postgres_and_milvus(compose: dict[str, Any]) ->
     assert services["worker"]["deploy"]["replicas"] == 2
 
 
-def test_the_commands_exist_and_the_api_check_asks_its_health_endpoint(
+def test_the_commands_exist_and_the_api_check_asks_its_readiness_endpoint(
     compose: dict[str, Any],
 ) -> None:
     commands = typer.main.get_command(app).commands  # type: ignore[attr-defined]
@@ -87,8 +87,16 @@ def test_the_commands_exist_and_the_api_check_asks_its_health_endpoint(
     assert worker["command"] == ["clonefinder", "worker"] and "worker" in commands
     port = api["command"][api["command"].index("--port") + 1]
     assert api["command"][api["command"].index("--host") + 1] == "0.0.0.0"
-    assert f"http://127.0.0.1:{port}/v1/health" in " ".join(api["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/readyz" in " ".join(api["healthcheck"]["test"])
     assert api["ports"][0].endswith(f":{port}")
+
+
+def test_the_image_checks_readiness_on_the_port_it_serves() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    (check,) = re.findall(r"^HEALTHCHECK .*\n\s+CMD (.*)$", dockerfile, flags=re.M)
+    assert "'/readyz'" in check and "CLONEFINDER_PORT" in check
+    assert re.search(r"CLONEFINDER_PORT=8000", dockerfile)
+    assert re.search(r'^CMD \[.*"--port", "8000"\]', dockerfile, flags=re.M)
 
 
 def test_the_image_installs_the_extra_the_file_asks_for() -> None:

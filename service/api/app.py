@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.staticfiles import StaticFiles
 
 from service.api.auth import build_authenticator, document_auth_errors, start_authentication
+from service.api.observability import install_observability
 from service.api.routes import cases as case_routes
 from service.api.routes import checks, health, profiles
 from service.api.routes import evidence as evidence_routes
@@ -33,8 +34,9 @@ Find the social-media accounts that impersonate real people.
 
 Ingest profile records, then check an identity: the answer lists the accounts that copy its
 display name, handle, avatar or bio, each with a calibrated score, per-field signals, readable
-reasons and which side is likely the copy. Errors are always
-`{"error": {"code", "message", "details"}}`.
+reasons and which side is likely the copy. Errors are RFC 9457 problem details
+(`application/problem+json`) that always carry `{"error": {"code", "message", "details"}}`.
+Creating POSTs take an `Idempotency-Key` header that makes a retry safe.
 
 Every endpoint but `/v1/health` needs an API key, sent as `Authorization: Bearer KEY` or
 `X-API-Key: KEY` (401 without a valid one, 403 when the key's role does not allow the
@@ -110,6 +112,8 @@ def create_app(
         None if engine is None else build_authenticator(engine.store, settings)
     )
     document_auth_errors(app)
+    # Request ids, access lines and metrics; the log format; /metrics on a port of its own.
+    install_observability(app, settings)
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimitMiddleware,
@@ -127,6 +131,7 @@ def create_app(
     v1.include_router(case_routes.router)
     v1.include_router(evidence_routes.router)
     app.include_router(v1)
+    app.include_router(health.probes)  # /livez, /readyz, /metrics
     if settings.web_mode != "off":
         # The page: its files and the endpoints it calls (service/web).
         app.include_router(web_routes.router)

@@ -15,9 +15,12 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.api.idempotency import document_idempotency
 from service.api.schemas import ErrorOut
 from service.auth.keys import ADMIN_KEY_FILE, Authenticator, RateLimiter, ensure_admin_key
 from service.auth.roles import Caller, Permission
+from service.core.errors import PROBLEM_MEDIA_TYPE
+from service.core.observability import add_to_log_context
 from service.core.settings import Settings
 from service.store import KeyStore, Store
 
@@ -125,6 +128,7 @@ class RequiredPermission:
         authenticator = get_authenticator(request)
         presented = bearer.credentials if bearer is not None else api_key
         caller = authenticator.authenticate(presented, self.permission)
+        add_to_log_context(key_name=caller.name)  # the request's log lines name its key
         if authenticator.touch_due(caller.key_id):
             # Here, not as a background task: those run only after a successful response, and
             # a key that only ever gets 404s was still used. At most once a minute per key.
@@ -149,6 +153,8 @@ def document_auth_errors(app: FastAPI) -> None:
                 for operation in path_item.values():
                     if isinstance(operation, dict):
                         _add_shared_responses(operation)
+                        document_idempotency(operation)
+                        _as_problem_details(operation)
             _ensure_error_schema(document)
             app.openapi_schema = document
         return app.openapi_schema
@@ -174,6 +180,17 @@ def _add_shared_responses(operation: dict[str, Any]) -> None:
         if status in _AUTH_HEADERS:
             response["headers"] = _AUTH_HEADERS[status]
         responses.setdefault(status, response)
+
+
+def _as_problem_details(operation: dict[str, Any]) -> None:
+    """Error answers are `application/problem+json` (service/core/errors.py), whatever media
+    type the route's declaration gave them."""
+    for status, response in operation.get("responses", {}).items():
+        content = response.get("content", {})
+        if str(status)[0] in "45" and content.get("application/json", {}).get("schema") == (
+            _ERROR_REF
+        ):
+            content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
 
 
 def _ensure_error_schema(document: dict[str, Any]) -> None:

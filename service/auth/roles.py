@@ -30,6 +30,7 @@ Permission = Literal[
     "cases",  # /v1/cases...: cases, their captures and evidence exports
     "evidence",  # the evidence of the caller's own check; the signing key's public half
     "keys",  # key management
+    "metrics.read",  # GET /metrics
 ]
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
@@ -49,6 +50,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             "cases",
             "evidence",
             "keys",
+            "metrics.read",
         }
     ),
 }
@@ -67,6 +69,7 @@ PERMISSION_OPERATIONS: dict[Permission, str] = {
         "key's public half (`GET /v1/evidence/public-key`)"
     ),
     "keys": "see every key's scans and cases (keys are managed with `clonefinder keys`)",
+    "metrics.read": "read the service's Prometheus metrics (`GET /metrics`)",
 }
 
 ALL_PROFILE_FIELDS: frozenset[str] = frozenset(StoredProfile.model_fields)

@@ -142,6 +142,15 @@ class Settings(BaseSettings):
     # taken for a browser on this machine.
     trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
 
+    # --- operating it: logs and metrics -------------------------------------------------------
+    # Log lines on stderr: `json` (one object a line, for collectors), `text`, or `auto`: text on
+    # a terminal, JSON otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # A port that serves /metrics without a key, for a Prometheus scraper (none: /metrics only
+    # on the API's port, to an admin key); on loopback unless `metrics_host` says otherwise.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:

@@ -34,6 +34,13 @@ from models.result import QueryRef, Result
 from models.scoring import ScoringModel
 from service.auth.roles import FULL_ACCESS, ProfileAccess
 from service.cases.service import Cases
+from service.core.observability import (
+    INDEX_LOAD_SECONDS,
+    MODEL_LOAD_SECONDS,
+    check_stage,
+    count_ingested,
+    timed_into,
+)
 from service.core.settings import Settings
 from service.evidence import EvidenceExporter
 from service.indexes import IndexSet
@@ -204,20 +211,23 @@ class Engine:
         """
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store.open(settings.resolved_database_url)
-        embedder = embedder or BioEmbedder(
-            settings.embedding_model,
-            backend=settings.embedding_backend,
-            cache_dir=settings.resolved_model_cache_dir,
-            batch_size=settings.embedding_batch_size,
-        )
+        if embedder is None:
+            with timed_into(MODEL_LOAD_SECONDS):
+                embedder = BioEmbedder(
+                    settings.embedding_model,
+                    backend=settings.embedding_backend,
+                    cache_dir=settings.resolved_model_cache_dir,
+                    batch_size=settings.embedding_batch_size,
+                )
         scorer = scorer or ScoringModel.load()
-        index_sync = open_index_sync(
-            settings,
-            store,
-            embedding_model=embedder.name,
-            bio_dim=embedder.dim,
-            save_indexes=save_indexes,
-        )
+        with timed_into(INDEX_LOAD_SECONDS):
+            index_sync = open_index_sync(
+                settings,
+                store,
+                embedding_model=embedder.name,
+                bio_dim=embedder.dim,
+                save_indexes=save_indexes,
+            )
         return cls(settings, store=store, embedder=embedder, scorer=scorer, index_sync=index_sync)
 
     def close(self) -> None:
@@ -334,7 +344,9 @@ class Engine:
                     platform=p.record.platform,
                     handle=p.record.handle,
                 )
-        return [o for o in outcomes if o is not None]
+        done = [o for o in outcomes if o is not None]
+        count_ingested(o.status for o in done)
+        return done
 
     def delete_profile(self, platform: str, handle: str) -> None:
         """Erase a profile from the store and from every index."""
@@ -451,11 +463,12 @@ class Engine:
             )
         declared = list(own_accounts) if own_accounts is not None else [()] * len(queries)
         parsed: list[ProfileQuery | CloneFinderError] = []
-        for raw in queries:
-            try:
-                parsed.append(raw if isinstance(raw, ProfileQuery) else parse_query(raw))
-            except CloneFinderError as exc:
-                parsed.append(exc)
+        with check_stage("parse"):
+            for raw in queries:
+                try:
+                    parsed.append(raw if isinstance(raw, ProfileQuery) else parse_query(raw))
+                except CloneFinderError as exc:
+                    parsed.append(exc)
         valid = [
             (query, mine)
             for query, mine in zip(parsed, declared, strict=True)
@@ -483,12 +496,14 @@ class Engine:
         """Read checks with their candidates from every index (FAISS, the name index), and,
         given the `min_score` they will be scored for, the candidates' rows too."""
         batch = prepared.batch
-        found = self.matcher.candidates_many(
-            [q.side for q in batch], exclude_ids=[q.exclude_ids for q in batch]
-        )
-        if load_for is None:
-            return replace(prepared, candidates=found)
-        return replace(prepared, candidates=self.matcher.load_candidates(found, min_score=load_for))
+        with check_stage("candidates"):
+            found = self.matcher.candidates_many(
+                [q.side for q in batch], exclude_ids=[q.exclude_ids for q in batch]
+            )
+            if load_for is None:
+                return replace(prepared, candidates=found)
+            loaded = self.matcher.load_candidates(found, min_score=load_for)
+        return replace(prepared, candidates=loaded)
 
     def finish_checks(
         self, prepared: PreparedChecks, *, top_k: int = 10, min_score: float | None = None
@@ -497,14 +512,15 @@ class Engine:
         if prepared.candidates is None:
             prepared = self.search_checks(prepared)
         assert prepared.candidates is not None
-        found = iter(
-            self.matcher.match_candidates(
-                prepared.batch,
-                prepared.candidates,
-                top_k=top_k,
-                min_score=self.possible_clone_threshold if min_score is None else min_score,
+        with check_stage("scoring"):
+            found = iter(
+                self.matcher.match_candidates(
+                    prepared.batch,
+                    prepared.candidates,
+                    top_k=top_k,
+                    min_score=self.possible_clone_threshold if min_score is None else min_score,
+                )
             )
-        )
         results: list[Result | CloneFinderError] = []
         for query, item in zip(prepared.queries, prepared.sides, strict=True):
             if isinstance(item, CloneFinderError):
@@ -660,7 +676,10 @@ class Engine:
             item.side for item, (query, _) in zip(out, queries, strict=True)
             if not isinstance(item, CloneFinderError) and query.bio
         ]  # fmt: skip
-        vectors = self.embedder.embed_bios([side.bio for side in with_bio], threads=embed_threads)
+        with check_stage("embedding"):
+            vectors = self.embedder.embed_bios(
+                [side.bio for side in with_bio], threads=embed_threads
+            )
         for side, vector in zip(with_bio, vectors, strict=True):
             side.bio_vector = vector
         return out
@@ -692,7 +711,8 @@ class Engine:
                 field=None,
                 details=[{"where": "query", "field": None, "message": "nothing to look for"}],
             )
-        avatar = self.avatars.read(query, base_dir=base_dir)
+        with check_stage("avatar"):
+            avatar = self.avatars.read(query, base_dir=base_dir)
         return query_side(query, fill, avatar=avatar, clues="whole")
 
     def health(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from models.errors import CloneFinderError, InvalidRecordError
 from service.core.bounded_json import load_record, record_error
+from service.core.observability import log_context
 from service.core.settings import Settings
 from service.matching.engine import Engine, RecordOutcome, scan_error_record
 from service.scans.clusters import find_clusters
@@ -83,23 +84,25 @@ class ScanWorker:
             if claim is None:
                 self._stop.wait(self.settings.scan_poll_s)
                 continue
-            try:
-                self.process(claim)
-            except LeaseLostError:
-                logger.info(
-                    "scan job %s chunk %d: lease lost or job stopped; left to others",
-                    claim.job_id,
-                    claim.chunk_no,
-                )
-            except Exception:
-                # The lease runs out and the chunk is tried again (a limited number of times).
-                logger.exception(
-                    "scan job %s chunk %d failed in worker %s",
-                    claim.job_id,
-                    claim.chunk_no,
-                    self.worker_id,
-                )
-                self._stop.wait(self.settings.scan_poll_s)
+            # Every line logged while the chunk is done, here or in the engine, names it.
+            with log_context(scan_job=claim.job_id, scan_chunk=claim.chunk_no):
+                try:
+                    self.process(claim)
+                except LeaseLostError:
+                    logger.info(
+                        "scan job %s chunk %d: lease lost or job stopped; left to others",
+                        claim.job_id,
+                        claim.chunk_no,
+                    )
+                except Exception:
+                    # The lease runs out and the chunk is tried again (a limited number of times).
+                    logger.exception(
+                        "scan job %s chunk %d failed in worker %s",
+                        claim.job_id,
+                        claim.chunk_no,
+                        self.worker_id,
+                    )
+                    self._stop.wait(self.settings.scan_poll_s)
         if self.take_jobs:
             logger.info("scan worker %s stopped", self.worker_id)
 
@@ -123,6 +126,13 @@ class ScanWorker:
 
     def process(self, claim: ChunkClaim) -> bool:
         """Do one claimed chunk and write its results; False when they were refused."""
+        logger.info(
+            "scan job %s chunk %d: lines %d to %d",
+            claim.job_id,
+            claim.chunk_no,
+            claim.first_line,
+            claim.end_line - 1,
+        )
         with _Heartbeat(self.jobs, claim, lease_s=self.settings.scan_lease_s) as beat:
             lines = self.jobs.inputs(claim.job_id, first=claim.first_line, end=claim.end_line)
             if claim.mode == "clusters":
@@ -143,7 +153,7 @@ class ScanWorker:
                 claim, results, processed=processed, errors=errors, processed_is_total=is_total
             )
         if written:
-            logger.debug(
+            logger.info(
                 "scan job %s chunk %d: %d records done", claim.job_id, claim.chunk_no, processed
             )
         return written

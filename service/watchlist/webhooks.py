@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from models.errors import InvalidInputError
+from service.core.observability import count_delivery
 from service.core.settings import Settings
 from service.matching.avatar_source import (
     NETWORK_ERRORS,
@@ -295,6 +296,7 @@ class WebhookDispatcher:
         if result.error is not None and not result.permanent:
             retry_at = self._retry_at(mail.attempt)
         status = self._store.record_mail_attempt(mail, error=result.error, retry_at=retry_at)
+        count_delivery("email", status)
         log: Callable[..., None] = logger.info if result.error is None else logger.warning
         # The address is the person's: the log names the e-mail by its number only.
         log(
@@ -316,6 +318,7 @@ class WebhookDispatcher:
         )
         retry_at = None if result.ok else self._retry_at(delivery.attempt)
         status = self._store.record_attempt(delivery, result, retry_at=retry_at)
+        count_delivery("webhook", status)
         log: Callable[..., None] = logger.info if result.ok else logger.warning
         log(
             "webhook delivery %d attempt %d to %s: %s -> %s",

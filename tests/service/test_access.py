@@ -317,6 +317,10 @@ def evidence_exports(role: Role) -> list[Call]:
 # walk, so a new route is covered as soon as it exists.
 REQUESTS: dict[tuple[str, str], Builder] = {
     ("GET", "/v1/health"): lambda w, r: [Call("GET", "/v1/health")],
+    # Operating it: the probes answer anyone, the metrics an admin key.
+    ("GET", "/livez"): lambda w, r: [Call("GET", "/livez")],
+    ("GET", "/readyz"): lambda w, r: [Call("GET", "/readyz")],
+    ("GET", "/metrics"): lambda w, r: [Call("GET", "/metrics")],
     ("POST", "/v1/profiles"): lambda w, r: [
         Call("POST", "/v1/profiles", json={"platform": "twitter", "handle": f"new{TAG}{r}"})
     ],
