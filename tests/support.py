@@ -112,7 +112,9 @@ def ingest(client: httpx.Client, *records: dict[str, Any]) -> None:
 def error_code(response: httpx.Response, status: int) -> str:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"} and body["error"]["message"]
+    # RFC 9457 problem details around the contract's `error` object.
+    assert set(body) == {"type", "title", "status", "detail", "instance", "error"}
+    assert body["error"]["message"] and body["status"] == status
     return str(body["error"]["code"])
 
 

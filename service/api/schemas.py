@@ -202,8 +202,17 @@ class ErrorBodyOut(BaseModel):
 
 
 class ErrorOut(BaseModel):
-    """Every error answer: `{"error": {"code", "message", "details"}}`."""
+    """Every error answer: RFC 9457 problem details (`application/problem+json`) with the
+    contract's `{"error": {"code", "message", "details"}}` beside them."""
 
+    type: str = Field(
+        description="the kind of problem, a URI per error code: "
+        "`https://clonefinder.dev/problems/{code}`"
+    )
+    title: str = Field(description="a short summary of the kind of problem, the same for each")
+    status: int = Field(description="the HTTP status of the answer")
+    detail: str = Field(description="what went wrong with this request (the error's message)")
+    instance: str = Field(description="the path of the request")
     error: ErrorBodyOut
 
 

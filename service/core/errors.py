@@ -2,11 +2,17 @@
 
 Code that raises only knows `models.errors`; the transports (HTTP API, command line) ask this
 module what a given error means to their users, so both stay consistent.
+
+Every HTTP error answer is an RFC 9457 problem details document (`application/problem+json`:
+`type`, `title`, `status`, `detail`, `instance`) that also carries the contract's
+`{"error": {"code", "message", "details"}}`, so clients of either kind read it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -38,12 +44,20 @@ EXIT_SOME_REJECTED = 1  # also: a resource that does not exist, an unexpected fa
 EXIT_INVALID_INPUT = 2  # the input cannot be used at all (unreadable file, invalid query)
 EXIT_SERVICE_STATE = 3  # the data dir, its indexes or a setting cannot work
 
+
 # Most specific first: PayloadTooLargeError is an InvalidInputError.
+class ConflictError(CloneFinderError):
+    """The request collides with another one that is still running."""
+
+    code = "conflict"
+
+
 _HTTP_STATUS: tuple[tuple[type[CloneFinderError], int], ...] = (
     (PayloadTooLargeError, 413),
     (UnsupportedMediaTypeError, 415),
     (InvalidInputError, 422),
     (NotFoundError, 404),
+    (ConflictError, 409),
     (IndexStateError, 503),
     (ConfigurationError, 500),
     # API keys: who may call, and how often.
@@ -66,6 +80,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
@@ -82,11 +97,14 @@ def http_status(exc: CloneFinderError) -> int:
 
 
 def http_headers(exc: CloneFinderError) -> dict[str, str] | None:
-    """Headers the status of `exc` calls for (RFC 9110: 401 names the scheme, 429 when to retry)."""
+    """Headers the status of `exc` calls for (RFC 9110: 401 names the scheme, 429 and 409
+    when to retry)."""
     if isinstance(exc, AuthenticationError):
         return {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, RateLimitedError):
         return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, ConflictError):
+        return {"Retry-After": "1"}  # the other request is usually done by then
     return None
 
 
@@ -98,12 +116,62 @@ def exit_code(exc: CloneFinderError) -> int:
     return EXIT_SOME_REJECTED
 
 
-def error_body(code: str, message: str, details: list[Any] | None = None) -> dict[str, Any]:
-    """The contract's error shape: `{"error": {"code", "message", "details"}}`."""
-    return {"error": {"code": code, "message": message, "details": jsonable_encoder(details or [])}}
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+# Each error code's problem type is this plus the code: an identifier that stays the same on
+# every deployment (RFC 9457 advises absolute URIs), listed in the README's HTTP API section.
+PROBLEM_TYPE_BASE = "https://clonefinder.dev/problems/"
+# The web page's scripts (service/web/static) send this header on every request and read a
+# body only when its type is application/json, so the page's answers keep that media type.
+_PAGE_HEADER = b"x-clonefinder-page"
+
+# Titles that the code's words alone would say badly; the others are the code in words.
+_TITLES = {
+    "internal": "Internal server error",
+    "invalid_input": "Invalid input",
+    "invalid_request": "Invalid request",
+    "unavailable": "Service unavailable",
+}
+
+
+def problem_type(code: str) -> str:
+    """The URI that names the kind of problem an error `code` is."""
+    return PROBLEM_TYPE_BASE + code
+
+
+def problem_title(code: str, status: int) -> str:
+    """The same short summary for every error of `code` (RFC 9457: the title of its type)."""
+    if code in _TITLES:
+        return _TITLES[code]
+    if code.startswith("http_"):
+        try:
+            return HTTPStatus(status).phrase
+        except ValueError:
+            return f"HTTP {status}"
+    return code.replace("_", " ").capitalize()
+
+
+def error_body(
+    code: str,
+    message: str,
+    details: list[Any] | None = None,
+    *,
+    status: int,
+    instance: str,
+) -> dict[str, Any]:
+    """Problem details for an error answer to the request at `instance` (its path), with the
+    contract's `{"error": {"code", "message", "details"}}` beside them."""
+    return {
+        "type": problem_type(code),
+        "title": problem_title(code, status),
+        "status": status,
+        "detail": message,
+        "instance": instance,
+        "error": {"code": code, "message": message, "details": jsonable_encoder(details or [])},
+    }
 
 
 def error_response(
+    scope: Scope,
     status: int,
     code: str,
     message: str,
@@ -111,7 +179,11 @@ def error_response(
     *,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+    """The error answer to the request of `scope`."""
+    body = error_body(code, message, details, status=status, instance=_request_path(scope))
+    from_page = any(name == _PAGE_HEADER for name, _ in scope.get("headers", ()))
+    media_type = "application/json" if from_page else PROBLEM_MEDIA_TYPE
+    return JSONResponse(body, status_code=status, headers=headers, media_type=media_type)
 
 
 def domain_error_details(exc: CloneFinderError) -> list[dict[str, Any]]:
@@ -128,7 +200,12 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     if status >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc.message)
     return error_response(
-        status, exc.code, exc.message, domain_error_details(exc), headers=http_headers(exc)
+        request.scope,
+        status,
+        exc.code,
+        exc.message,
+        domain_error_details(exc),
+        headers=http_headers(exc),
     )
 
 
@@ -146,7 +223,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     first = details[0] if details else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"])
     message = f"{where}: {first['msg']}" if where else str(first["msg"])
-    return error_response(422, "invalid_request", message, details)
+    return error_response(request.scope, 422, "invalid_request", message, details)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -162,10 +239,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         # The router names the methods of the first route on the path; a path served by
         # several routes (GET and DELETE of one resource) allows all of theirs (RFC 9110).
         headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
-    return error_response(exc.status_code, code, message, headers=headers)
+    return error_response(request.scope, exc.status_code, code, message, headers=headers)
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _request_path(scope: Scope) -> str:
+    """The path as the client sent it (still percent-encoded, so a URI reference)."""
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return raw.decode("ascii", errors="replace")
+    return str(scope.get("path") or "/")
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -184,7 +269,7 @@ def _allowed_methods(request: Request) -> list[str]:
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # The traceback stays in the server log; the client learns only that it failed.
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal", "internal server error")
+    return error_response(request.scope, 500, "internal", "internal server error")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -193,6 +278,29 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+
+
+# What is read and dropped of a refused body before the 413 goes out: a client still sending
+# when the server closes gets a reset instead of the answer (most clients send the whole body
+# before they read). Bounded in bytes and time, so a refused body costs little.
+_DRAIN_BYTES = 16 * 1024 * 1024
+_DRAIN_SECONDS = 2.0
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a request's body, up to `_DRAIN_BYTES` or `_DRAIN_SECONDS`."""
+    left = _DRAIN_BYTES
+    try:
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            while left > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                left -= len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        return
 
 
 class BodySizeLimitMiddleware:
@@ -217,7 +325,9 @@ class BodySizeLimitMiddleware:
         limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
         declared = _content_length(scope)
         if declared is not None and (declared < 0 or declared > limit):
-            await self._refuse(send, limit)
+            if 0 <= declared <= _DRAIN_BYTES:
+                await _drain(receive)
+            await self._refuse(scope, send, limit)
             return
 
         received = 0
@@ -248,13 +358,14 @@ class BodySizeLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await self._refuse(send, limit)
+            await _drain(receive)
+            await self._refuse(scope, send, limit)
 
     def _message(self, limit: int) -> str:
         return f"request body is larger than the limit of {limit} bytes"
 
-    async def _refuse(self, send: Send, limit: int) -> None:
-        response = error_response(413, PayloadTooLargeError.code, self._message(limit))
+    async def _refuse(self, scope: Scope, send: Send, limit: int) -> None:
+        response = error_response(scope, 413, PayloadTooLargeError.code, self._message(limit))
         response.headers["connection"] = "close"
         await response(
             {"type": "http", "method": "POST", "path": "/", "headers": []},

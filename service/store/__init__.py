@@ -4,6 +4,9 @@
 from service.store.audit import Actor, AuditEntry, AuditStore
 from service.store.cases import CaseStore
 
+# Idempotency keys of creating requests (the table joins `metadata` on import).
+from service.store.idempotency import IdempotencyStore
+
 # Bulk-scan jobs (tables join `metadata` on import).
 from service.store.jobs import ChunkClaim, InputLine, JobRow, JobStore, ResultLine
 
@@ -27,4 +30,5 @@ __all__ += ["KeyRow", "KeyStore"]
 __all__ += ["ComparableRow"]
 __all__ += ["ChunkClaim", "InputLine", "JobRow", "JobStore", "ResultLine"]
 __all__ += ["WatchlistStore"]
+__all__ += ["IdempotencyStore"]
 __all__ += ["Actor", "AuditEntry", "AuditStore", "CaseStore"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -59,6 +59,9 @@ class _Response(Protocol):
     @property
     def text(self) -> str: ...
 
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
     def json(self) -> Any: ...
 
 
@@ -71,7 +74,10 @@ def _jpeg_base64(image: Image.Image, *, quality: int = 90) -> str:
 def _assert_error(response: _Response, status: int, code: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"}
+    # RFC 9457 problem details, with the contract's `error` object beside them.
+    assert set(body) == {"type", "title", "status", "detail", "instance", "error"}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert body["status"] == status and body["detail"] == body["error"]["message"]
     error = body["error"]
     assert isinstance(error["code"], str) and error["code"]
     assert isinstance(error["message"], str) and error["message"]

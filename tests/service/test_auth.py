@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 def _assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"}
+    # RFC 9457 problem details, with the contract's `error` object beside them.
+    assert set(body) == {"type", "title", "status", "detail", "instance", "error"}
     assert body["error"]["code"] == code
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert isinstance(body["error"]["details"], list)

@@ -5,10 +5,12 @@ schema-driven requests, valid and invalid, sent with an admin key to a real serv
 and every answer goes through schemathesis's full set of checks: never a 5xx, a status the
 document lists, a body, headers and content type as documented, schema-valid requests
 accepted and schema-violating ones refused, and a 405 whose `Allow` names every method the
-path serves. The one allowance: a schema-valid avatar may still be refused (422), since no
+path serves. The allowances: a schema-valid avatar may still be refused (422), since no
 schema can say that bytes decode as an image or that an address can be fetched (the
 document's example addresses are reserved names, `.test`, that never resolve, so fuzzing
-makes no lookup off this machine).
+makes no lookup off this machine); and a schema-valid `Idempotency-Key` that an earlier case
+sent with another request is refused (422 `idempotency_key_reused`), since no schema can say
+which keys were used before.
 
 Bounded and repeatable: at most `MAX_EXAMPLES` cases per operation, derandomized (the same
 cases on every run), no shrinking; the server is one of its own, so fuzzed records never
@@ -52,10 +54,21 @@ def _refuses_only_an_avatar(response: Any) -> bool:
     )
 
 
+def _reuses_an_idempotency_key(response: Any) -> bool:
+    """A 422 for an `Idempotency-Key` an earlier case sent with another request."""
+    if response.status_code != 422:
+        return False
+    try:
+        return bool(json.loads(response.content)["error"]["code"] == "idempotency_key_reused")
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 def schema_valid_requests_are_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
-    """schemathesis's `positive_data_acceptance`, but for an avatar the server could not read:
-    a schema-valid string that is no image, or an address that does not resolve."""
-    if _refuses_only_an_avatar(response):
+    """schemathesis's `positive_data_acceptance`, but for an avatar the server could not read
+    (a schema-valid string that is no image, or an address that does not resolve) and for an
+    idempotency key that earlier cases used."""
+    if _refuses_only_an_avatar(response) or _reuses_an_idempotency_key(response):
         return None
     return positive_data_acceptance(ctx, response, case)
 

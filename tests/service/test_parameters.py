@@ -34,7 +34,7 @@ def job_id(client: httpx.Client) -> str:
 
 def _assert_refused(response: httpx.Response, status: int = 422) -> None:
     assert response.status_code == status, response.text[:300]
-    assert response.headers["content-type"].startswith("application/json")
+    assert response.headers["content-type"] == "application/problem+json"
     assert "error" in response.json()
 
 

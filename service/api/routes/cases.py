@@ -26,6 +26,7 @@ from service.api.case_schemas import (
     ItemUpdateIn,
 )
 from service.api.deps import CasesDep, RowId, body_of, export_response
+from service.api.idempotency import IdempotentRoute, idempotent
 from service.api.schemas import ERROR_RESPONSES, ErrorOut
 from service.api.watchlist_schemas import inline_schema
 from service.auth.roles import Caller
@@ -33,7 +34,8 @@ from service.cases.service import AddItems, Operator, item_document
 
 CasesCaller = Annotated[Caller, Depends(require("cases"))]
 
-router = APIRouter(prefix="/cases", tags=["cases"])
+router = APIRouter(prefix="/cases", tags=["cases"], route_class=IdempotentRoute)
+IDEMPOTENT = [Depends(idempotent(require("cases")))]
 
 CaseBody = Annotated[CaseIn, Depends(body_of(CaseIn))]
 CaseUpdateBody = Annotated[CaseUpdateIn, Depends(body_of(CaseUpdateIn))]
@@ -63,6 +65,7 @@ _ITEM_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status_code=201,
     response_model=CaseOut,
     summary="Open a case for a victim (a stored profile)",
+    dependencies=IDEMPOTENT,
     responses={
         **ERROR_RESPONSES,
         404: {"model": ErrorOut, "description": "the victim is not a stored profile"},
@@ -118,6 +121,7 @@ def update_case(
     status_code=201,
     response_model=AddedListOut,
     summary="Add accounts to a case, each captured as it is now",
+    dependencies=IDEMPOTENT,
     responses={
         **ERROR_RESPONSES,
         404: {
@@ -184,6 +188,7 @@ def update_item(
     status_code=201,
     response_model=CaptureOut,
     summary="Capture an item again, as it is now (earlier captures stay)",
+    dependencies=IDEMPOTENT,
     responses={
         **_ITEM_NOT_FOUND,
         **ERROR_RESPONSES,

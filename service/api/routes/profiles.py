@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Response
 
 from service.api.auth import require
 from service.api.deps import EngineDep, ProfileBatchDep
+from service.api.idempotency import IdempotentRoute, idempotent
 from service.api.scan_schemas import any_record
 from service.api.schemas import (
     ERROR_RESPONSES,
@@ -20,7 +21,7 @@ from service.api.schemas import (
 )
 from service.auth.roles import Caller
 
-router = APIRouter(prefix="/profiles", tags=["profiles"])
+router = APIRouter(prefix="/profiles", tags=["profiles"], route_class=IdempotentRoute)
 
 _PROFILE_SCHEMA = ProfileIn.model_json_schema()
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -32,6 +33,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     "",
     response_model=IngestOut,
     summary="Ingest one profile or a list of profiles",
+    dependencies=[Depends(idempotent(require("profiles.write")))],
     responses={
         **ERROR_RESPONSES,
         413: {

@@ -13,13 +13,14 @@ from fastapi.responses import StreamingResponse
 
 from service.api.auth import require
 from service.api.deps import ResultsOffset, ScansDep, ScanUploadDep
+from service.api.idempotency import IdempotentRoute, idempotent
 from service.api.scan_schemas import ScanJobOut, scan_request_body
 from service.api.schemas import ERROR_RESPONSES, ErrorOut
 from service.auth.roles import Caller
 
 ScansCaller = Annotated[Caller, Depends(require("scans"))]
 
-router = APIRouter(prefix="/scans", tags=["scans"])
+router = APIRouter(prefix="/scans", tags=["scans"], route_class=IdempotentRoute)
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no such scan job (or another key's)"}
@@ -31,6 +32,8 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status_code=202,
     response_model=ScanJobOut,
     summary="Start a bulk scan: profiles in (JSON list or JSON Lines upload), job out",
+    # The upload streams: its digest is taken as the route reads it.
+    dependencies=[Depends(idempotent(require("scans"), streamed=True))],
     responses={
         202: {
             "description": "the job is queued; follow it at the Location",

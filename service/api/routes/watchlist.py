@@ -18,6 +18,7 @@ from service.api.deps import (
     WatchlistDep,
     WatchlistRequestDep,
 )
+from service.api.idempotency import IdempotentRoute, idempotent
 from service.api.schemas import ERROR_RESPONSES, ErrorOut
 from service.api.watchlist_schemas import (
     AlertOut,
@@ -34,7 +35,7 @@ from service.watchlist.mail import page_url
 
 WatchlistCaller = Annotated[Caller, Depends(require("watchlist"))]
 
-router = APIRouter(tags=["watchlist"])
+router = APIRouter(tags=["watchlist"], route_class=IdempotentRoute)
 
 _ENTRY_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "no such entry (or another key's)"}
@@ -49,6 +50,7 @@ _ALERT_NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status_code=201,
     response_model=EntryCreatedOut,
     summary="Protect an identity: alert on every later profile that copies it",
+    dependencies=[Depends(idempotent(require("watchlist")))],
     responses={
         **ERROR_RESPONSES,
         200: {
