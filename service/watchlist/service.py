@@ -52,6 +52,8 @@ from service.auth.roles import (
 )
 from service.core.settings import Settings
 from service.matching.matcher import Matcher, popularity_among
+from service.matching.own_accounts import FIELD as OWN_ACCOUNTS_FIELD
+from service.matching.own_accounts import OwnAccount
 from service.matching.profile_sides import (
     AvatarReader,
     context_of,
@@ -110,6 +112,9 @@ class RegisterRequest:
     # Where the e-mails' links point when the settings name no address: the service's
     # address as this request reached it (set by the route, never from the body).
     link_base_url: str | None = None
+    # The person's own accounts on other platforms: kept with the identity (`own_accounts`),
+    # and never alerted on, as the accounts they mark "this is me" on their private page.
+    own_accounts: Sequence[OwnAccount] = ()
 
 
 @dataclass(frozen=True)
@@ -224,6 +229,7 @@ class _EntrySet:
                 # Registered under another embedding model: its bio cannot be compared.
                 side.bio_vector = None
         sides = self.sides
+        self.own_keys = [_declared_own_keys(row.identity) for row in rows]
         self.thresholds = np.asarray([row.threshold for row in rows], dtype=np.float64)
 
         self.has_bio = np.asarray([s.bio_vector is not None for s in sides], dtype=bool)
@@ -435,6 +441,11 @@ class Watchlist:
             mode="json", include={"created_at", "followers_count", "verified"}, exclude_none=True
         )
         identity.update(given)
+        if request.own_accounts:
+            identity[OWN_ACCOUNTS_FIELD] = [
+                {"platform": account.platform, "handle": account.handle}
+                for account in request.own_accounts
+            ]
 
         platform_key, handle_key = (
             identity_key(query.platform, query.handle) if named else (None, None)  # type: ignore[arg-type]
@@ -673,6 +684,7 @@ class Watchlist:
                 for c in sorted(candidates)
                 if ids[c] != entry.profile_id
                 and not (entry.platform_key and keys[c] == (entry.platform_key, entry.handle_key))
+                and keys[c] not in entries.own_keys[position]
             ]
             if not chosen:
                 continue
@@ -793,6 +805,21 @@ def _parse_cursor(cursor: str | None) -> int | None:
         message = "cursor: not a cursor returned by this listing"
         raise InvalidInputError(message, details=[{"field": "cursor", "message": message}])
     return int(cursor)
+
+
+def _declared_own_keys(identity: dict[str, Any]) -> frozenset[tuple[str, str]]:
+    """The identities of the accounts a person declared as their own when they asked to be
+    watched (`RegisterRequest.own_accounts`), as records' keys."""
+    declared = identity.get(OWN_ACCOUNTS_FIELD)
+    if not isinstance(declared, list):
+        return frozenset()
+    return frozenset(
+        identity_key(account["platform"], account["handle"])
+        for account in declared
+        if isinstance(account, dict)
+        and isinstance(account.get("platform"), str)
+        and isinstance(account.get("handle"), str)
+    )
 
 
 def _identity_of(row: ProfileRow | None) -> dict[str, Any]:

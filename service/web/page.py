@@ -53,6 +53,8 @@ from service.evidence import Export
 from service.evidence.plain_words import impersonation_form, label_words
 from service.evidence.report import MissingFontsError
 from service.matching.engine import Engine
+from service.matching.own_accounts import FIELD as OWN_ACCOUNTS_FIELD
+from service.matching.own_accounts import MAX_OWN_ACCOUNTS, OwnAccount, parse_own_accounts
 from service.store import KeyStore
 from service.store.audit import Actor
 from service.watchlist.mail import page_url
@@ -204,6 +206,7 @@ class WebPage:
             "mode": self._settings.web_mode,
             "profiles": self._engine.store.count(),
             "max_image_bytes": self._settings.max_image_bytes,
+            "max_own_accounts": MAX_OWN_ACCOUNTS,
             "email": self._settings.sends_mail,
         }
 
@@ -241,31 +244,46 @@ class WebPage:
             )
         return record
 
+    def own_accounts(self, raw: Any) -> tuple[OwnAccount, ...]:
+        """The accounts the person names as their own (`own_accounts`: at most
+        MAX_OWN_ACCOUNTS `{"platform", "handle"}`); a bad one is named, as
+        `own_accounts[1].handle`."""
+        return parse_own_accounts(raw.get(OWN_ACCOUNTS_FIELD) if isinstance(raw, dict) else None)
+
     def check(self, raw: Any) -> dict[str, Any]:
         """The matches of what was sent, each with its avatar's address, account link, label
-        in plain words and the platform's impersonation form; how many profiles were
-        searched; and `query_avatar`, the address of the stored photo the check compared when
-        none was sent (else None)."""
+        in plain words and the platform's impersonation form (and `may_be_yours`, for the
+        page to ask "Is this you?"); the person's own accounts apart (`own_accounts`, each
+        with its avatar's address and link where found and readable); how many profiles
+        were searched; and `query_avatar`, the address of the stored photo the check
+        compared when none was sent (else None)."""
         record = self.record(raw)
+        own_accounts = self.own_accounts(raw)
         with _avatar_errors(record):
             result = self._engine.check(
-                record, top_k=self._settings.web_max_matches, access=self._access
+                record,
+                top_k=self._settings.web_max_matches,
+                access=self._access,
+                own_accounts=own_accounts,
             )
         matches = []
         for match in result.matches:
             item = match.model_dump(mode="json")
-            profile = item["profile"]
-            sha = profile.get("avatar_sha256")
-            item["avatar"] = AVATAR_PATH.format(sha256=sha) if sha else None
-            item["link"] = _web_link(profile.get("profile_url"))
+            item.update(_shown(item["profile"]))
             item["label_words"] = label_words(match.label)
-            item["report_form"] = impersonation_form(profile.get("platform"))
+            item["report_form"] = impersonation_form(item["profile"].get("platform"))
             matches.append(item)
+        own = []
+        for account in result.own_accounts:
+            item = account.model_dump(mode="json")
+            item.update(_shown(item["profile"] or {}))
+            own.append(item)
         return {
             "query": result.query.model_dump(mode="json"),
             "query_avatar": self._avatar_on_file(record),
             "searched": self._engine.store.count(),
             "matches": matches,
+            OWN_ACCOUNTS_FIELD: own,
         }
 
     def _avatar_on_file(self, record: dict[str, Any]) -> str | None:
@@ -284,8 +302,12 @@ class WebPage:
     def watch(self, raw: Any, *, link_base_url: str | None = None) -> dict[str, Any]:
         """Register what was sent as a watchlist entry of the page's own key: the private
         link (`watch_url`, relative) the first time, `existing` when the same watch was asked
-        before. `link_base_url`: the service's address, for the links of e-mails."""
+        before. `link_base_url`: the service's address, for the links of e-mails.
+
+        The person's own accounts go with the entry and never alert it; `own_accounts` says
+        which the entry holds (for an `existing` one, those named when it was made)."""
         record = self.record(raw)
+        own_accounts = self.own_accounts(raw)
         webhook_url = _text(raw, "webhook_url") if isinstance(raw, dict) else None
         email = _text(raw, "email") if isinstance(raw, dict) else None
         with _avatar_errors(record):
@@ -296,6 +318,7 @@ class WebPage:
                     webhook_url=webhook_url,
                     email=email,
                     link_base_url=link_base_url,
+                    own_accounts=own_accounts,
                 ),
                 access=self._access,
             )
@@ -310,6 +333,7 @@ class WebPage:
             "webhook_secret": registered.webhook_secret,
             "email": entry.email,
             "created_at": entry.created_at.isoformat(),
+            OWN_ACCOUNTS_FIELD: entry.identity.get(OWN_ACCOUNTS_FIELD) or [],
         }
 
     def evidence(self, raw: Any) -> Export:
@@ -376,6 +400,15 @@ class WebPage:
                 f"the page's key {PAGE_KEY_NAME!r} was revoked: watching is turned off"
             )
         return Caller(key_id=row.id, name=row.name, role="individual")
+
+
+def _shown(profile: dict[str, Any]) -> dict[str, Any]:
+    """What a card needs beside a stored profile: its avatar's address and a safe link."""
+    sha = profile.get("avatar_sha256")
+    return {
+        "avatar": AVATAR_PATH.format(sha256=sha) if sha else None,
+        "link": _web_link(profile.get("profile_url")),
+    }
 
 
 def _web_link(url: Any) -> str | None:

@@ -327,7 +327,8 @@ def test_the_form_can_be_filled_and_sent_with_the_keyboard_alone(page: Any) -> N
         page.keyboard.press("Tab")
         assert page.evaluate("() => document.activeElement.id") == field
         page.keyboard.type(text)
-    for field in ["bio", "avatar", "submit"]:
+    # After the photo, the button that adds another of the person's accounts, then Check.
+    for field in ["bio", "avatar", "own-add", "submit"]:
         page.keyboard.press("Tab")
         assert page.evaluate("() => document.activeElement.id") == field
     page.keyboard.press("Enter")

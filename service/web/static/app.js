@@ -31,11 +31,12 @@
   const NOT_AN_IMAGE = "This file is not a usable image: it cannot be opened as a picture. " +
     "Choose a photo (JPEG, PNG, WEBP, GIF, BMP or TIFF), or remove this file.";
 
-  let info = { profiles: null, max_image_bytes: 10 * 1024 * 1024, mode: "local" };
+  let info = { profiles: null, max_image_bytes: 10 * 1024 * 1024, max_own_accounts: 10, mode: "local" };
   let chosen = null; // the chosen photo (File)
   let chosenProblem = null; // why the chosen file cannot be sent, in plain words
   let chosenRead = Promise.resolve(); // settles once the chosen file has been tried as an image
-  let lastRecord = null; // what the shown result was checked with
+  let lastRecord = null; // what the shown result was checked with (own_accounts included)
+  let sentOwnRows = []; // the rows of the accounts sent, in the order sent (errors name them so)
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -55,10 +56,35 @@
       $(name + "-error").textContent = "";
       $(name).removeAttribute("aria-invalid");
     }
+    for (const row of ownRows.children) {
+      row.querySelector(".error").textContent = "";
+      for (const input of row.querySelectorAll("input")) input.removeAttribute("aria-invalid");
+    }
+    $("own-error").textContent = "";
     $("form-error").textContent = "";
   }
 
+  function rowError(row, input, message) {
+    const box = row.querySelector(".error");
+    box.textContent = box.textContent ? box.textContent + " " + message : message;
+    input.setAttribute("aria-invalid", "true");
+    return input;
+  }
+
+  // An error of the accounts sent (`own_accounts[1].handle`) goes to the row it names.
+  function showOwnError(field, message) {
+    const named = /^own_accounts(?:\[(\d+)\](?:\.(platform|handle))?)?$/.exec(field);
+    if (!named) return undefined;
+    const said = message.replace(/^field '[^']*': /, "");
+    const row = named[1] === undefined ? null : sentOwnRows[Number(named[1])];
+    if (row) return rowError(row, row.querySelector(named[2] === "handle" ? ".own-handle" : ".own-platform"), said);
+    $("own-error").textContent = said;
+    return $("own-add");
+  }
+
   function showError(field, message) {
+    const ownField = field ? showOwnError(field, message) : undefined;
+    if (ownField !== undefined) return ownField;
     const name = FIELD_OF[field] || field;
     if (name === "webhook_url") $("advanced").open = true; // an error is never left folded away
     if (name && FIELDS.includes(name)) {
@@ -188,6 +214,84 @@
     });
   }
 
+  // -- the person's other accounts ------------------------------------------------------------
+
+  const ownRows = $("own-rows");
+  let ownRowsMade = 0; // gives each row's fields ids of their own
+
+  function renumberOwnRows() {
+    [...ownRows.children].forEach((row, i) => {
+      for (const hidden of row.querySelectorAll(".sr")) hidden.textContent = " of your other account " + (i + 1);
+    });
+    const full = ownRows.children.length >= info.max_own_accounts;
+    $("own-add").disabled = full;
+    $("own-full").textContent = full ? "You named " + info.max_own_accounts + " accounts, the most a check takes." : "";
+    $("own-full").hidden = !full;
+  }
+
+  // One row: platform and handle of an account of the person's, with a button to remove it.
+  function addOwnRow(platform, handle) {
+    ownRowsMade += 1;
+    const id = "own-" + ownRowsMade;
+    const field = (kind, words, attrs) => el("div", { className: "own-field" }, [
+      el("label", { for: id + "-" + kind }, [words, el("span", { className: "sr" })]),
+      el("input", Object.assign({ id: id + "-" + kind, className: "own-" + kind, "aria-describedby": id + "-error" }, attrs)),
+    ]);
+    const remove = el("button", { type: "button", className: "own-remove", text: "Remove" });
+    const row = el("li", { className: "own-row" }, [
+      field("platform", "Platform", { list: "platforms", autocomplete: "off", placeholder: "e.g. twitter" }),
+      field("handle", "Handle", { autocomplete: "off", placeholder: "e.g. jane_doe" }),
+      remove,
+      el("p", { id: id + "-error", className: "error", "aria-live": "polite" }),
+    ]);
+    row.querySelector(".own-platform").value = platform || "";
+    row.querySelector(".own-handle").value = handle || "";
+    remove.addEventListener("click", () => {
+      const next = row.nextElementSibling || row.previousElementSibling;
+      row.remove();
+      renumberOwnRows();
+      (next ? next.querySelector("input") : $("own-add")).focus();
+    });
+    ownRows.append(row);
+    renumberOwnRows();
+    return row;
+  }
+
+  $("own-add").addEventListener("click", () => {
+    if (ownRows.children.length < info.max_own_accounts) addOwnRow().querySelector("input").focus();
+  });
+
+  const folded = (platform, handle) => (platform.trim() + "/" + handle.trim().replace(/^@/, "")).toLowerCase();
+
+  // The accounts named in full, with the rows they come from.
+  function ownAccountsInForm() {
+    const accounts = [];
+    const rows = [];
+    for (const row of ownRows.children) {
+      const platform = row.querySelector(".own-platform").value.trim();
+      const handle = row.querySelector(".own-handle").value.trim();
+      if (platform && handle) {
+        accounts.push({ platform, handle });
+        rows.push(row);
+      }
+    }
+    return { accounts, rows };
+  }
+
+  // "Yes, this is mine": the account joins the person's own, and the check is made again.
+  function claim(profile) {
+    const named = ownAccountsInForm().accounts.some((a) => folded(a.platform, a.handle) === folded(profile.platform, profile.handle));
+    if (!named) {
+      if (ownRows.children.length >= info.max_own_accounts) {
+        $("own-error").textContent = "Remove one of your other accounts first: a check takes at most " + info.max_own_accounts + ".";
+        $("own-add").focus();
+        return;
+      }
+      addOwnRow(profile.platform, profile.handle);
+    }
+    form.requestSubmit();
+  }
+
   // -- results ------------------------------------------------------------------------------
 
   function percent(value) {
@@ -219,24 +323,32 @@
     return { image: el("div", { className: "noimg", text: "No photo given" }), caption: "You" };
   }
 
-  function card(match, rank, queryAvatar) {
+  // "Name @handle on platform", linked to the account where its address is known.
+  function accountName(item, profile, platform, handle) {
+    const label = (profile.display_name ? profile.display_name + " " : "") + "@" + handle + " on " + platform;
+    return item.link
+      ? el("a", { href: item.link, rel: "noopener noreferrer nofollow", target: "_blank", text: label })
+      : document.createTextNode(label);
+  }
+
+  // The person's photo beside the account's.
+  function facesOf(match, queryAvatar) {
     const profile = match.profile;
-    const name = profile.display_name ? profile.display_name + " " : "";
-    const title = el("h3", { id: "match-" + rank + "-title" });
-    const label = name + "@" + profile.handle + " on " + profile.platform;
-    if (match.link) {
-      title.append(el("a", { href: match.link, rel: "noopener noreferrer nofollow", target: "_blank", text: label }));
-    } else {
-      title.textContent = label;
-    }
     const yours = yourPhoto(queryAvatar);
     const theirs = match.avatar
       ? el("img", { src: match.avatar, alt: "Photo of @" + profile.handle, width: "128", height: "128", className: "match-avatar" })
       : el("div", { className: "noimg", text: "No photo" });
-    const faces = el("div", { className: "faces" }, [
+    return el("div", { className: "faces" }, [
       el("figure", {}, [yours.image, el("figcaption", { text: yours.caption })]),
       el("figure", {}, [theirs, el("figcaption", { text: "@" + profile.handle })]),
     ]);
+  }
+
+  function card(match, rank, queryAvatar) {
+    const profile = match.profile;
+    const title = el("h3", { id: "match-" + rank + "-title", tabindex: "-1" },
+      [accountName(match, profile, profile.platform, profile.handle)]);
+    const faces = facesOf(match, queryAvatar);
     // The score in one line: what it measures, a word for it, then the number.
     const score = el("p", { className: "score" }, [
       el("span", { className: "score-meaning", text: "How sure clonefinder is that this account copies you: " }),
@@ -270,6 +382,49 @@
     ]);
   }
 
+  // An account that may be the person's own (`may_be_yours`): asked about, never called a copy
+  // until they say it is not theirs.
+  function question(match, rank, queryAvatar) {
+    const profile = match.profile;
+    const title = el("h3", { id: "match-" + rank + "-title" },
+      ["Is this you? ", accountName(match, profile, profile.platform, profile.handle)]);
+    const yes = el("button", { type: "button", className: "yes", text: "Yes, this is mine" });
+    const no = el("button", { type: "button", className: "no", text: "No, it is not me" });
+    const item = el("li", { className: "card question", "aria-labelledby": title.id }, [
+      title, facesOf(match, queryAvatar),
+      el("p", { className: "question-why", text: "This account looks exactly like you on another platform: " +
+        "the same photo and the same name, and it looks like the original (older, verified or more followed " +
+        "than the account you checked). If it is another of your accounts, it is not a copy." }),
+      el("p", { className: "question-ask", text: "If it is not yours, it copies you: answer No to see it as a copy." }),
+      el("div", { className: "answers" }, [yes, no]),
+    ]);
+    yes.addEventListener("click", () => claim(profile));
+    no.addEventListener("click", () => {
+      const shown = card(match, rank, queryAvatar);
+      item.replaceWith(shown);
+      shown.querySelector("h3").focus();
+    });
+    return item;
+  }
+
+  // The accounts the person named as theirs, apart from the matches.
+  function ownItem(account) {
+    const profile = account.profile || {};
+    const photo = account.avatar
+      ? el("img", { src: account.avatar, alt: "Photo of @" + account.handle, width: "64", height: "64" })
+      : el("div", { className: "noimg", text: "No photo" });
+    let state = "Kept out of the results.";
+    if (account.found === true) state = "Not counted as a copy; an account that copies it is looked for too.";
+    if (account.found === false) state = "Not counted as a copy. clonefinder holds no profile of it.";
+    return el("li", { className: "own-card" }, [
+      photo,
+      el("div", {}, [
+        el("p", { className: "own-name" }, [accountName(account, profile, account.platform, account.handle)]),
+        el("p", { className: "hint", text: state }),
+      ]),
+    ]);
+  }
+
   // Where to report the account: the platform's impersonation form where the service knows it.
   function nextStep(match) {
     const profile = match.profile;
@@ -290,15 +445,26 @@
     matchList.replaceChildren();
     const matches = (result.matches || []).slice().sort((a, b) => b.score - a.score);
     const searched = result.searched.toLocaleString("en");
+    const asked = matches.filter((match) => match.may_be_yours).length;
+    const copies = matches.length - asked;
+    const askLine = asked === 1 ? "1 account may be another of yours: please say whether it is."
+      : asked + " accounts may be other accounts of yours: please say whether they are.";
     if (!matches.length) {
       status.textContent = "No account copies you: " + searched + " profiles were searched.";
       status.className = "empty";
+    } else if (!copies) {
+      status.className = "";
+      status.textContent = askLine + " (" + searched + " profiles searched.)";
     } else {
       status.className = "";
-      status.textContent = matches.length + (matches.length === 1 ? " account looks" : " accounts look") +
-        " like yours (" + searched + " profiles searched), most alike first.";
-      matches.forEach((match, i) => matchList.append(card(match, i + 1, result.query_avatar)));
+      status.textContent = copies + (copies === 1 ? " account looks" : " accounts look") +
+        " like yours (" + searched + " profiles searched), most alike first." + (asked ? " " + askLine : "");
     }
+    matches.forEach((match, i) => matchList.append(
+      match.may_be_yours ? question(match, i + 1, result.query_avatar) : card(match, i + 1, result.query_avatar)));
+    const own = result.own_accounts || [];
+    $("own-list").replaceChildren(...own.map(ownItem));
+    $("own-results").hidden = !own.length;
     actions.hidden = false;
     $("advanced").hidden = false;
   }
@@ -331,9 +497,10 @@
     return record;
   }
 
-  // Flags every field that keeps the form from being sent, all at once; returns them.
+  // Flags every field that keeps the form from being sent, all at once; returns their ids.
   function invalidFields() {
     const flagged = [];
+    const labels = Object.assign({}, LABEL_OF);
     for (const [name, message] of Object.entries(REQUIRED)) {
       if (!$(name).value.trim()) {
         showError(name, message);
@@ -344,10 +511,20 @@
       avatarError(chosenProblem);
       flagged.push("avatar");
     }
+    [...ownRows.children].forEach((row, i) => {
+      const platform = row.querySelector(".own-platform");
+      const handle = row.querySelector(".own-handle");
+      if (Boolean(platform.value.trim()) !== Boolean(handle.value.trim())) {
+        const empty = platform.value.trim() ? handle : platform;
+        rowError(row, empty, "Please fill in both the platform and the handle of this account, or remove it.");
+        flagged.push(empty.id);
+        labels[empty.id] = "Your other account " + (i + 1);
+      }
+    });
     const notes = [];
     if (flagged.length > 1) {
       notes.push("Please correct these " + flagged.length + " fields: " +
-        flagged.map((name) => LABEL_OF[name]).join(", ") + ".");
+        flagged.map((name) => labels[name]).join(", ") + ".");
     }
     if (info.mode === "public" && !chosen && !$("display_name").value.trim() && !$("bio").value.trim()) {
       notes.push("Add your display name, your bio or your photo: a check compares what you send.");
@@ -368,6 +545,7 @@
     button.disabled = true;
     results.setAttribute("aria-busy", "true");
     matchList.replaceChildren();
+    $("own-results").hidden = true;
     actions.hidden = true;
     $("advanced").hidden = true;
     status.className = "busy";
@@ -376,6 +554,9 @@
       : "Checking…";
     try {
       const record = await recordFromForm();
+      const own = ownAccountsInForm();
+      if (own.accounts.length) record.own_accounts = own.accounts;
+      sentOwnRows = own.rows;
       const { response, data } = await post("/web/api/check", record);
       if (!response.ok) {
         status.className = "";
@@ -435,6 +616,14 @@
     if (data.existing) {
       text = "You are already watched for this identity (entry " + data.id + "): nothing was added. " +
         "Your private watch page is the link shown when you first asked.";
+    }
+    const kept = new Set((data.own_accounts || []).map((a) => folded(a.platform, a.handle)));
+    const named = (accounts) => accounts.map((a) => "@" + a.handle.replace(/^@/, "") + " on " + a.platform).join(", ");
+    if (kept.size && !data.existing) text += " Your accounts (" + named(data.own_accounts) + ") go with the watch: they never alert it.";
+    const notKept = (lastRecord.own_accounts || []).filter((a) => !kept.has(folded(a.platform, a.handle)));
+    if (data.existing && notKept.length) {
+      text += " The accounts you named after you first asked (" + named(notKept) + ") are not part of that watch: " +
+        "if one ever alerts, answer \"This is me\" on your private watch page.";
     }
     if (data.email && !data.existing) text += " We e-mailed " + data.email + " a link to confirm the address; alerts are e-mailed once it is confirmed.";
     if (data.webhook_secret) text += " Webhook signing secret (shown once): " + data.webhook_secret;
