@@ -50,6 +50,12 @@ _MAX_JSON_INT = 10**MAX_INT_DIGITS
 # that no time zone a database converts them to on the way back can push them out.
 EARLIEST_TIME = datetime(1, 1, 2, tzinfo=UTC)
 LATEST_TIME = datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC)
+# A schema's words for those times: JSON Schema bounds no date-time, but every moment of the
+# years 0002 to 9998 lies inside the range in any time zone, so a time that matches this is
+# one the service takes.
+YEARS_INSIDE_THE_RANGE = (
+    r"^(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
+)
 _SHOWN_KEY_LENGTH = 64
 
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.errors import InvalidInputError, PayloadTooLargeError
-from models.profile import MAX_RECORD_DEPTH, JsonInt, iso_time
+from models.profile import MAX_RECORD_DEPTH, YEARS_INSIDE_THE_RANGE, JsonInt, iso_time
 from service.cases.service import Cases
 from service.core.bounded_json import body_elements
 from service.core.settings import Settings
@@ -277,7 +277,11 @@ def alert_query(
         Query(description="only acknowledged (true) or unacknowledged (false)"),
     ] = None,
     since: Annotated[
-        IsoTime | None, Query(description="only alerts created at or after this ISO time")
+        IsoTime | None,
+        Query(
+            description="only alerts created at or after this ISO time",
+            json_schema_extra={"pattern": YEARS_INSIDE_THE_RANGE},
+        ),
     ] = None,
     cursor: Annotated[
         str | None,

@@ -18,14 +18,11 @@ from models.profile import (
     MAX_COUNT,
     MAX_TEXT_LENGTH,
     PLATFORM_SCHEMA_PATTERN,
+    YEARS_INSIDE_THE_RANGE,
     StoredProfile,
 )
 from models.result import Result
 from service.matching.own_accounts import MAX_OWN_ACCOUNTS
-
-YEARS_INSIDE_THE_RANGE = (
-    r"^(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9])-"
-)
 
 
 class ProfileIn(BaseModel):
