@@ -755,51 +755,18 @@ class WatchlistStore:
         ]
 
     def claim_due(self, *, limit: int, lease_s: float) -> list[ClaimedDelivery]:
-        """Claim up to `limit` pending deliveries that are due and not claimed by anyone else.
-
-        The claim is one write transaction: PostgreSQL skips rows another worker has locked
-        (FOR UPDATE SKIP LOCKED); SQLite's write lock, taken at BEGIN, serialises claimers. A
-        claim lasts `lease_s` (more than one attempt can take), so a worker that died mid-send
-        releases its deliveries by itself.
-        """
-        now = _utcnow()
-        token = secrets.token_hex(16)
-        due = (
-            select(
-                webhook_deliveries.c.id,
-                webhook_deliveries.c.url,
-                webhook_deliveries.c.payload,
-                webhook_deliveries.c.attempts,
-                webhook_deliveries.c.alert_id,
-            )
-            .where(
-                webhook_deliveries.c.status == "pending",
-                webhook_deliveries.c.next_attempt_at <= now,
-                or_(
-                    webhook_deliveries.c.claimed_until.is_(None),
-                    webhook_deliveries.c.claimed_until < now,
-                ),
-            )
-            .order_by(webhook_deliveries.c.next_attempt_at, webhook_deliveries.c.id)
-            .limit(limit)
+        """Claim up to `limit` pending deliveries that are due and not claimed by anyone else
+        (`_claim_due`)."""
+        columns = webhook_deliveries.c
+        rows, token = self._claim_due(
+            webhook_deliveries,
+            [columns.id, columns.url, columns.payload, columns.attempts, columns.alert_id],
+            limit=limit,
+            lease_s=lease_s,
         )
-        # Most polls find nothing: ask without the write lock first, so an idle delivery loop
-        # never makes SQLite writers (ingest) wait.
+        if not rows:
+            return []
         with self._engine.connect() as conn:
-            if conn.execute(due.with_only_columns(webhook_deliveries.c.id)).first() is None:
-                return []
-        if self._dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True, of=webhook_deliveries)
-        with self._writing() as conn:
-            rows = conn.execute(due).all()
-            if not rows:
-                return []
-            ids = [row.id for row in rows]
-            conn.execute(
-                update(webhook_deliveries)
-                .where(webhook_deliveries.c.id.in_(ids))
-                .values(claim_token=token, claimed_until=now + timedelta(seconds=lease_s))
-            )
             secrets_of = dict(
                 conn.execute(
                     select(alerts.c.id, watchlist_entries.c.webhook_secret)
@@ -818,6 +785,46 @@ class WatchlistStore:
             )
             for row in rows
         ]
+
+    def _claim_due(
+        self, table: Table, columns: list[Any], *, limit: int, lease_s: float
+    ) -> tuple[list[Row[Any]], str]:
+        """Claim up to `limit` pending rows of `table` (webhook deliveries or e-mails) that are
+        due and not claimed by anyone else; the rows read (`columns`) and the claim's token.
+
+        The claim is one write transaction: PostgreSQL skips rows another worker has locked
+        (FOR UPDATE SKIP LOCKED); SQLite's write lock, taken at BEGIN, serialises claimers. A
+        claim lasts `lease_s` (more than one attempt can take), so a worker that died mid-send
+        releases its rows by itself.
+        """
+        now = _utcnow()
+        token = secrets.token_hex(16)
+        due = (
+            select(*columns)
+            .where(
+                table.c.status == "pending",
+                table.c.next_attempt_at <= now,
+                or_(table.c.claimed_until.is_(None), table.c.claimed_until < now),
+            )
+            .order_by(table.c.next_attempt_at, table.c.id)
+            .limit(limit)
+        )
+        # Most polls find nothing: ask without the write lock first, so an idle delivery loop
+        # never makes SQLite writers (ingest) wait.
+        with self._engine.connect() as conn:
+            if conn.execute(due.with_only_columns(table.c.id)).first() is None:
+                return [], token
+        if self._dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True, of=table)
+        with self._writing() as conn:
+            rows = list(conn.execute(due).all())
+            if rows:
+                conn.execute(
+                    update(table)
+                    .where(table.c.id.in_([row.id for row in rows]))
+                    .values(claim_token=token, claimed_until=now + timedelta(seconds=lease_s))
+                )
+        return rows, token
 
     def record_attempt(
         self,
@@ -883,35 +890,9 @@ class WatchlistStore:
 
     def claim_due_mail(self, *, limit: int, lease_s: float) -> list[ClaimedMail]:
         """Claim up to `limit` pending e-mails that are due, as `claim_due` does deliveries."""
-        now = _utcnow()
-        token = secrets.token_hex(16)
-        due = (
-            select(mail_deliveries)
-            .where(
-                mail_deliveries.c.status == "pending",
-                mail_deliveries.c.next_attempt_at <= now,
-                or_(
-                    mail_deliveries.c.claimed_until.is_(None),
-                    mail_deliveries.c.claimed_until < now,
-                ),
-            )
-            .order_by(mail_deliveries.c.next_attempt_at, mail_deliveries.c.id)
-            .limit(limit)
+        rows, token = self._claim_due(
+            mail_deliveries, list(mail_deliveries.c), limit=limit, lease_s=lease_s
         )
-        with self._engine.connect() as conn:
-            if conn.execute(due.with_only_columns(mail_deliveries.c.id)).first() is None:
-                return []
-        if self._dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True, of=mail_deliveries)
-        with self._writing() as conn:
-            rows = conn.execute(due).all()
-            if not rows:
-                return []
-            conn.execute(
-                update(mail_deliveries)
-                .where(mail_deliveries.c.id.in_([row.id for row in rows]))
-                .values(claim_token=token, claimed_until=now + timedelta(seconds=lease_s))
-            )
         return [
             ClaimedMail(
                 kind=cast(MailKind, row.kind),
