@@ -27,7 +27,7 @@ for family, kind, proto, _, address in addresses:
 endef
 export PORT_FREE
 
-.PHONY: install check test demo bench-quality bench-speed bench-scan
+.PHONY: install fonts check test demo bench-quality bench-speed bench-scan
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,20 @@ $(BIN)/python:
 # torch goes first and pinned: on the project's machines `pip install torch==2.13.0` takes the
 # CPU build from local disk, while letting another package pull torch in would fetch a CUDA
 # build of several GB.
-install: $(BIN)/python
+install: $(BIN)/python fonts
 	$(BIN)/python -m pip install torch==2.13.0
 	$(BIN)/python -m pip install -e '.[dev]'
+
+# The PDF reports' fonts (Debian's Noto packages): installed where this user may install
+# packages, else named, so that a report works on a fresh machine. Never fails the install.
+FONT_PACKAGES := fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji
+fonts:
+	@if dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y --no-install-recommends $(FONT_PACKAGES) >/dev/null \
+		|| { apt-get update >/dev/null && apt-get install -y --no-install-recommends $(FONT_PACKAGES) >/dev/null; } \
+		|| echo "PDF reports need fonts that could not be installed: apt-get install $(FONT_PACKAGES)" >&2; \
+	else echo "PDF reports need the Noto fonts: sudo apt-get install $(FONT_PACKAGES)" >&2; fi
 
 check:
 	$(BIN)/ruff check .

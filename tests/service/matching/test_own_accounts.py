@@ -153,6 +153,21 @@ def test_a_declared_account_is_apart_and_the_clones_stay(engine: Engine) -> None
     assert match_of(result, "maya_0kafor").likely_impersonator == "candidate"
 
 
+def test_a_check_by_name_and_photo_finds_the_lookalike_clone_as_one_by_handle_does(
+    engine: Engine,
+) -> None:
+    """Without a handle, the clone that spells her name with a Greek O is still a finding."""
+    by_handle = engine.check(MAYA_INSTAGRAM)
+    by_face = engine.check(
+        {"display_name": "Maya Okafor", "avatar_base64": MAYA_INSTAGRAM["avatar_base64"]}
+    )
+    for result in (by_handle, by_face):
+        assert match_of(result, "maya_0kafor").label == "likely_clone"
+    assert match_of(by_face, "maya_0kafor").score == pytest.approx(
+        match_of(by_handle, "maya_0kafor").score, abs=0.05
+    )
+
+
 @pytest.mark.slow
 def test_an_undeclared_account_that_looks_like_the_original_may_be_yours(engine: Engine) -> None:
     result = engine.check(MAYA_INSTAGRAM)
