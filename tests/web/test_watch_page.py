@@ -1,5 +1,6 @@
-"""The person's path end to end in a real browser: watch from the page, open the private link,
-see the alert card of a clone ingested afterwards, stop watching."""
+"""The person's path end to end in a real browser: watch from the page with an e-mail address,
+confirm it, open the private link, see the alert card of a clone ingested afterwards and its
+e-mail in a real SMTP server's mailbox, stop watching."""
 
 from __future__ import annotations
 
@@ -11,20 +12,33 @@ import httpx
 import pytest
 
 from tests.images import b64, jpeg_bytes, photo
+from tests.mail import Inbox, body_of, link_in, mail_settings, running_inbox
 from tests.servers import ServerProcess, server_process
+from tests.service.webhook_receiver import wait_for
 from tests.web.conftest import VICTIM_SEED, load_corpus
 
 pytestmark = pytest.mark.slow
 
 NEW_CLONE = "jane.rivera.real"
+ADDRESS = "jane.rivera@example.org"
+PAGE = {"X-Clonefinder-Page": "1"}
 
 
 @pytest.fixture(scope="module")
-def watch_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server of this module's own: the test ingests a clone, which the page tests that
-    share `page_server` must not see."""
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    with running_inbox() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def watch_server(
+    tmp_path_factory: pytest.TempPathFactory, inbox: tuple[Inbox, int]
+) -> Iterator[ServerProcess]:
+    """A server of this module's own, which mails through the local SMTP server: the test
+    ingests a clone, which the page tests that share `page_server` must not see."""
     root = tmp_path_factory.mktemp("watch-page-server")
-    with server_process(root, env={"CLONEFINDER_WEB_MODE": "local"}) as server:
+    env = {"CLONEFINDER_WEB_MODE": "local", **mail_settings(inbox[1])}
+    with server_process(root, env=env) as server:
         load_corpus(server)
         yield server
 
@@ -45,8 +59,9 @@ def entries_of(server: ServerProcess, handle: str) -> list[dict[str, Any]]:
 
 
 def test_watch_open_the_private_link_see_the_alert_and_stop_watching(
-    context: Any, watch_server: ServerProcess
+    context: Any, watch_server: ServerProcess, inbox: tuple[Inbox, int]
 ) -> None:
+    mails, _ = inbox
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto("/")
@@ -55,6 +70,7 @@ def test_watch_open_the_private_link_see_the_alert_and_stop_watching(
     page.get_by_role("button", name="Check for clones").click()
     page.locator(".card").first.wait_for()
 
+    page.get_by_label("E-mail me when a new clone appears (optional)").fill(ADDRESS)
     watch = page.get_by_role("button", name="Watch my identity")
     watch.click()
     page.locator("#actions-status").filter(has_text="You are watched").wait_for()
@@ -68,6 +84,13 @@ def test_watch_open_the_private_link_see_the_alert_and_stop_watching(
     page.locator("#actions-status").filter(has_text="already watched").wait_for()
     assert link.get_attribute("href") == private_url
     assert len(entries_of(watch_server, "jane_rivera")) == 1
+
+    # The address is confirmed first, by the link of the one e-mail sent so far.
+    (confirmation,) = wait_for(lambda: mails.to(ADDRESS))
+    confirmed = httpx.post(
+        link_in(body_of(confirmation), "/watch/confirm/"), headers=PAGE, timeout=30
+    )
+    assert confirmed.status_code == 200, confirmed.text
 
     mine = context.new_page()
     mine.set_default_timeout(30_000)
@@ -90,6 +113,10 @@ def test_watch_open_the_private_link_see_the_alert_and_stop_watching(
         timeout=60,
     )
     assert ingested.status_code == 200 and ingested.json()["rejected"] == 0, ingested.text
+
+    _, alert_mail = wait_for(lambda: mails.to(ADDRESS)[1:] and mails.to(ADDRESS))
+    assert NEW_CLONE in alert_mail["Subject"]
+    assert "very likely a copy" in body_of(alert_mail)
 
     mine.reload()
     card = mine.locator(".card").filter(has_text=f"@{NEW_CLONE}")

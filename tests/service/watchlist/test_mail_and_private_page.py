@@ -5,80 +5,35 @@ e-mails read from a real SMTP server on localhost (aiosmtpd)."""
 from __future__ import annotations
 
 import re
-import socket
-import threading
 from collections.abc import Iterator
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import RunningServer
+from tests.mail import SENDER, Inbox, body_of, link_in, mail_settings, running_inbox
 from tests.servers import ServerProcess, server_process
 from tests.service.webhook_receiver import wait_for
 from tests.support import copy_of, error_code, ingest, person, unique_tag
 
 pytestmark = pytest.mark.slow
 
-controller_module = pytest.importorskip(
-    "aiosmtpd.controller", reason="aiosmtpd is a dev dependency: make install"
-)
+pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd is a dev dependency: make install")
 PAGE = {"X-Clonefinder-Page": "1"}
-SENDER = "clonefinder <alerts@clonefinder.test>"
-
-
-class Inbox:
-    """What a real SMTP server on localhost received, message by message."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._messages: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's API
-        message = message_from_bytes(envelope.content, policy=policy.default)
-        assert isinstance(message, EmailMessage)
-        with self._lock:
-            self._messages.append((list(envelope.rcpt_tos), message))
-        return "250 OK"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        with self._lock:
-            return [message for rcpts, message in self._messages if address in rcpts]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def inbox() -> Iterator[tuple[Inbox, int]]:
-    handler = Inbox()
-    port = _free_port()
-    controller = controller_module.Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with running_inbox() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def server(
     inbox: tuple[Inbox, int], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    env = {
-        "CLONEFINDER_SMTP_HOST": "127.0.0.1",
-        "CLONEFINDER_SMTP_PORT": str(inbox[1]),
-        "CLONEFINDER_SMTP_TLS": "none",
-        "CLONEFINDER_SMTP_SENDER": SENDER,
-        "CLONEFINDER_WEBHOOK_RETRY_BASE_S": "0.05",
-        "CLONEFINDER_WEBHOOK_POLL_INTERVAL_S": "0.1",
-    }
+    env = mail_settings(inbox[1])
     with server_process(tmp_path_factory.mktemp("mail-server"), env=env) as running:
         yield running
 
@@ -87,18 +42,6 @@ def server(
 def client(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base_url, timeout=60.0, headers=server.headers) as http:
         yield http
-
-
-def body_of(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None
-    return str(part.get_content())
-
-
-def link_in(text: str, path: str) -> str:
-    found = re.search(rf"https?://\S+{re.escape(path)}\S+", text)
-    assert found, text
-    return found.group(0)
 
 
 def token_of(watch_url: str) -> str:
