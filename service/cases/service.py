@@ -27,6 +27,7 @@ from service.auth.roles import FULL_ACCESS, Caller, ProfileAccess
 from service.evidence import EvidenceExporter, Export, ExportFormat, ExportInfo
 from service.evidence.exports import CaptureView, EvidenceItem, EvidenceSet, capture_digest
 from service.matching.matcher import Matcher, match_of
+from service.matching.own_accounts import OwnAccount
 from service.matching.profile_sides import AvatarReader, side_of_row
 from service.store import ProfileRow, Store
 from service.store.audit import Actor, AuditStore, canonical_json, rfc3339
@@ -85,6 +86,7 @@ class CheckIdentity(Protocol):
         top_k: int = ...,
         min_score: float | None = ...,
         access: ProfileAccess = ...,
+        own_accounts: Sequence[OwnAccount] = ...,
     ) -> Result: ...
 
 
@@ -489,13 +491,16 @@ class Cases:
         top_k: int = 10,
         min_score: float | None = None,
         access: ProfileAccess = FULL_ACCESS,
+        own_accounts: Sequence[OwnAccount] = (),
     ) -> Export:
         """Run a check and export its result as evidence, captured now: how an individual,
         who has no cases, gets the evidence of its own check. Nothing but the audit entry is
         stored. The check, the victim's side and each captured account hold only what `access`
-        may read (see `Engine.check`)."""
+        may read (see `Engine.check`); the person's `own_accounts` are never among them."""
         query = parse_query(raw)
-        result = self._check(query, top_k=top_k, min_score=min_score, access=access)
+        result = self._check(
+            query, top_k=top_k, min_score=min_score, access=access, own_accounts=own_accounts
+        )
         own = (
             self._profiles.get(query.platform, query.handle)
             if access.by_name and query.platform and query.handle

@@ -350,6 +350,7 @@ class WebPage:
                     "pdf",
                     top_k=self._settings.web_max_matches,
                     access=self._access,
+                    own_accounts=self.own_accounts(raw),
                 )
         except MissingFontsError as exc:
             # The person reads one sentence; whoever runs the service finds the folders searched

@@ -57,5 +57,6 @@ def export_check(
         top_k=request.top_k,
         min_score=request.min_score,
         access=caller.access,
+        own_accounts=request.own_accounts,
     )
     return export_response(export)

@@ -265,3 +265,20 @@ def test_a_batch_with_own_accounts_answers_as_single_checks(
     assert isinstance(batch[0], Result) and isinstance(batch[1], Result)
     assert "maya_okafor" not in handles(batch[0])
     assert "maya_okafor" in handles(batch[1])
+
+
+def test_the_evidence_of_a_check_leaves_the_persons_own_accounts_out(engine: Engine) -> None:
+    """A person's report of their check never lists their own account as a copy."""
+    from service.cases.service import Operator
+    from service.store.audit import Actor
+
+    operator = Operator(actor=Actor("test"), owner_key_id=None, scope=None)
+
+    def exported(**options: Any) -> str:
+        export = engine.cases.export_check(operator, MAYA_INSTAGRAM, "csv", **options)
+        return export.data.decode("utf-8")
+
+    assert "maya_okafor," in exported()
+    declared = exported(own_accounts=[MAYA_TWITTER])
+    assert "maya_okafor," not in declared
+    assert "maya_0kafor" in declared
