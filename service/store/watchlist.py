@@ -241,6 +241,44 @@ def watch_key(
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+def _status_after(*, ok: bool, retry_at: datetime | None) -> DeliveryStatus:
+    """Where one attempt leaves a webhook delivery or an e-mail."""
+    if ok:
+        return "delivered"
+    return "pending" if retry_at is not None else "failed"
+
+
+def _settle(
+    conn: Connection,
+    table: Table,
+    claimed: ClaimedDelivery | ClaimedMail,
+    status: DeliveryStatus,
+    retry_at: datetime | None,
+    **recorded: Any,
+) -> bool:
+    """Release a claimed row of `table` with its new `status` (and any `recorded` columns);
+    False when the claim was lost (its lease ran out and another worker took it over)."""
+    now = _utcnow()
+    changed = conn.execute(
+        update(table)
+        .where(
+            table.c.id == claimed.id,
+            table.c.claim_token == claimed.token,
+            table.c.status == "pending",
+        )
+        .values(
+            status=status,
+            attempts=claimed.attempt,
+            next_attempt_at=retry_at if retry_at is not None else now,
+            claim_token=None,
+            claimed_until=None,
+            finished_at=None if status == "pending" else now,
+            **recorded,
+        )
+    ).rowcount
+    return bool(changed)
+
+
 # -- rows ---------------------------------------------------------------------------------
 
 
@@ -836,29 +874,9 @@ class WatchlistStore:
         """Log one attempt and move the delivery on: delivered, pending until `retry_at`, or
         failed for good (no `retry_at`). Returns the new status, or None when the claim was
         lost (the lease ran out and another worker took over): then nothing is written."""
-        now = _utcnow()
-        if result.ok:
-            status: DeliveryStatus = "delivered"
-        else:
-            status = "pending" if retry_at is not None else "failed"
+        status = _status_after(ok=result.ok, retry_at=retry_at)
         with self._writing() as conn:
-            changed = conn.execute(
-                update(webhook_deliveries)
-                .where(
-                    webhook_deliveries.c.id == claimed.id,
-                    webhook_deliveries.c.claim_token == claimed.token,
-                    webhook_deliveries.c.status == "pending",
-                )
-                .values(
-                    status=status,
-                    attempts=claimed.attempt,
-                    next_attempt_at=retry_at if retry_at is not None else now,
-                    claim_token=None,
-                    claimed_until=None,
-                    finished_at=None if status == "pending" else now,
-                )
-            ).rowcount
-            if not changed:
+            if not _settle(conn, webhook_deliveries, claimed, status, retry_at):
                 return None
             conn.execute(
                 insert(webhook_attempts).values(
@@ -912,27 +930,7 @@ class WatchlistStore:
     ) -> DeliveryStatus | None:
         """Move an e-mail on after one attempt: sent (no `error`), pending until `retry_at`,
         or failed for good; None when the claim was lost (nothing is written then)."""
-        now = _utcnow()
-        if error is None:
-            status: DeliveryStatus = "delivered"
-        else:
-            status = "pending" if retry_at is not None else "failed"
+        status = _status_after(ok=error is None, retry_at=retry_at)
         with self._writing() as conn:
-            changed = conn.execute(
-                update(mail_deliveries)
-                .where(
-                    mail_deliveries.c.id == claimed.id,
-                    mail_deliveries.c.claim_token == claimed.token,
-                    mail_deliveries.c.status == "pending",
-                )
-                .values(
-                    status=status,
-                    attempts=claimed.attempt,
-                    next_attempt_at=retry_at if retry_at is not None else now,
-                    claim_token=None,
-                    claimed_until=None,
-                    last_error=error,
-                    finished_at=None if status == "pending" else now,
-                )
-            ).rowcount
+            changed = _settle(conn, mail_deliveries, claimed, status, retry_at, last_error=error)
         return status if changed else None
